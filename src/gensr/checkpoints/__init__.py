@@ -1,0 +1,1 @@
+"""Checkpoints: the gensr safetensors layout and converters from official layouts."""

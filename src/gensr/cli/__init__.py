@@ -1,0 +1,83 @@
+"""The ``gensr`` command line: one module per sub-command, imported only when that command runs.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. User mistakes are raised as
+:class:`gensr.errors.GensrError` and printed here as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Kept as data so `gensr --help` does not import torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "upscale": ("gensr.cli.upscale", "super-resolve images with an RRDB/ESRGAN model or bicubic"),
+    "degrade": ("gensr.cli.degrade", "make LR images with the MATLAB-exact bicubic (mod-crops HR first)"),
+    "eval": ("gensr.cli.evaluate", "score SR images against GT: PSNR, SSIM, LR-PSNR"),
+    "train": ("gensr.cli.train", "train a model from a YAML config"),
+    "info": ("gensr.cli.info", "print a checkpoint's detected layout and hyper-parameters"),
+    "convert": ("gensr.cli.convert", "convert a supported checkpoint to the gensr safetensors layout"),
+    "interpolate": ("gensr.cli.interpolate", "blend two checkpoints of one architecture (network interpolation)"),
+    "sample": ("gensr.cli.sample", "draw diverse SR samples from an SRFlow model"),
+    "encode": ("gensr.cli.encode", "encode an HR image with its LR into SRFlow latents"),
+    "decode": ("gensr.cli.decode", "decode SRFlow latents (from `gensr encode`) back to an image"),
+    "score": ("gensr.cli.score", "bits/dim of SR images under an SRFlow model"),
+    "manipulate": ("gensr.cli.manipulate", "SRFlow latent editing: normalise, resample, transfer, restore"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """Commands whose module exists in this installation."""
+    found = {}
+    for name, (module, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(module) is not None:
+            found[name] = (module, help_text)
+    return found
+
+
+def build_parser(load_command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``load_command``'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(prog="gensr", description="Generative image super-resolution toolkit.")
+    parser.add_argument("--version", action="version", version=f"gensr {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _available().items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == load_command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gensr")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gensr`` console script. Returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(load_command=command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from gensr.errors import GensrError
+
+    module = importlib.import_module(_available()[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except GensrError as exc:
+        print(f"gensr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gensr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Atomic file writes: write to a temporary file in the target folder, then rename over the target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from gensr.errors import GensrError
+
+
+def ensure_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` if needed and check that files can be written in it; GensrError otherwise."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GensrError(f"{d}: cannot create output folder ({exc.strerror or exc})") from None
+    if not d.is_dir():
+        raise GensrError(f"{d}: output path exists and is not a folder")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise GensrError(f"{d}: output folder is not writable")
+    return d
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
+
+    The temporary name keeps ``path``'s suffix, so writers that pick a format by extension still work.
+    """
+    target = Path(path)
+    ensure_writable_dir(target.parent if str(target.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise

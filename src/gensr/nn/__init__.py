@@ -1,0 +1,1 @@
+"""Reusable layers: RRDB blocks, flow bijections, normalisation, attention, VGG features."""

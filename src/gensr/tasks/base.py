@@ -1,0 +1,81 @@
+"""What every task shares: device/precision handling and the state the trainer checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from gensr.engine.config import RunConfig
+from gensr.engine.distributed import DistInfo, all_reduce_mean, unwrap
+
+
+class Task:
+    """Base class. Subclasses fill ``networks`` and ``optimizers`` and implement :meth:`train_step`.
+
+    ``networks["g"]`` is the model that inference uses (exported, validated, EMA-averaged).
+    """
+
+    def __init__(self, cfg: RunConfig, dist: DistInfo) -> None:
+        self.cfg = cfg
+        self.dist = dist
+        self.device = dist.device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, Optimizer] = {}
+
+    # -- one step ---------------------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimisation step; returns scalars for logging, with ``skipped=1`` if the step was not applied."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses -------------------------------------------------------------------------------
+    @property
+    def use_bf16(self) -> bool:
+        p = self.cfg.train.precision
+        return self.device.type == "cuda" and p in ("auto", "bf16")
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA (unless precision is fp32); a no-op on CPU."""
+        if self.use_bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.cfg.train.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def all_finite(self, *losses: torch.Tensor) -> bool:
+        """True when every loss is finite on every rank (so all ranks skip together)."""
+        flag = torch.tensor(float(all(bool(torch.isfinite(v).all()) for v in losses)), device=self.device)
+        return bool(all_reduce_mean(flag, self.dist).item() == 1.0)
+
+    def clip_gradients(self, module: nn.Module) -> None:
+        if self.cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.grad_clip)
+
+    # -- what inference/validation/export use ------------------------------------------------------------------
+    def inference_network(self) -> nn.Module:
+        return unwrap(self.networks["g"])
+
+    @torch.no_grad()
+    def super_resolve(self, net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+        """SR of one validation LR (1, 3, h, w) -> (1, 3, sh, sw), unclamped."""
+        return net(lr)
+
+    # -- checkpoint state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {k: unwrap(v).state_dict() for k, v in self.networks.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state["networks"].items():
+            unwrap(self.networks[k]).load_state_dict(v)
+        for k, v in state["optimizers"].items():
+            self.optimizers[k].load_state_dict(v)

@@ -1,0 +1,31 @@
+"""Shared pytest fixtures: the benchmark/training data folder (skips cleanly when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _datasets_root() -> Path:
+    env = os.environ.get("GENSR_DATASETS")
+    return Path(env) if env else REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """``../shared/datasets`` (or $GENSR_DATASETS); the test is skipped when it is missing."""
+    root = _datasets_root()
+    if not (root / "Set5" / "HR").is_dir():
+        pytest.skip(f"benchmark datasets not found at {root} (set GENSR_DATASETS)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
