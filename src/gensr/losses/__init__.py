@@ -1,0 +1,1 @@
+"""Losses: pixel, perceptual (VGG19), adversarial (all GAN losses), likelihood, regularizers."""

@@ -1,0 +1,202 @@
+"""VGG19 feature extractor for perceptual losses, built without torchvision, loading torchvision's weights.
+
+``features`` is an ``nn.Sequential`` with torchvision's ``vgg19().features`` indices (conv 3x3 + in-place
+ReLU, 2x2 max-pools), so torchvision's ``vgg19-dcbb9e9d.pth`` (keys ``features.N.weight/bias``; its
+``classifier.*`` keys are ignored) loads strictly into it. Nothing is downloaded: the weights file comes
+from the ``weights_path`` argument or the ``GENSR_VGG19_WEIGHTS`` environment variable (``.pth`` saved by
+``torch.save``, or ``.safetensors`` with the same keys).
+
+Layers are tapped by name: ``conv1_1 .. conv5_4`` (pre-activation), ``relu1_1 .. relu5_4``,
+``pool1 .. pool5``; e.g. ESRGAN's ``conv5_4`` is index 34 (``features[:35]``). The net stops after the
+deepest requested layer. A tapped output that the next (in-place) ReLU would overwrite is cloned
+first. The input is RGB in [0, 1], normalised with the ImageNet mean/std inside. Parameters are frozen
+and the module stays in eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gensr.errors import GensrError
+
+WEIGHTS_ENV = "GENSR_VGG19_WEIGHTS"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision's "E" configuration: channels per conv, "M" = 2x2 max-pool.
+_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                               512, 512, 512, 512, "M", 512, 512, 512, 512, "M")  # fmt: skip
+
+
+def _layer_table() -> tuple[list[str], dict[int, tuple[int, int]]]:
+    """Names of the 37 modules of vgg19().features in order, and conv index -> (in_ch, out_ch)."""
+    names: list[str] = []
+    convs: dict[int, tuple[int, int]] = {}
+    block, k, in_ch = 1, 1, 3
+    for v in _CFG:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, k = block + 1, 1
+        else:
+            convs[len(names)] = (in_ch, int(v))
+            names += [f"conv{block}_{k}", f"relu{block}_{k}"]
+            in_ch, k = int(v), k + 1
+    return names, convs
+
+
+LAYER_NAMES, CONV_CHANNELS = _layer_table()
+LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+
+def resolve_weights_path(weights_path: str | os.PathLike | None = None) -> Path:
+    """``weights_path`` or $GENSR_VGG19_WEIGHTS as an existing file; GensrError telling how to provide it."""
+    source = "weights_path"
+    if weights_path is None or str(weights_path) == "":
+        weights_path = os.environ.get(WEIGHTS_ENV) or None
+        source = WEIGHTS_ENV
+    if weights_path is None:
+        raise GensrError(
+            "VGG19 weights are needed for the perceptual loss: pass the path of torchvision's "
+            f"vgg19-dcbb9e9d.pth (or a .safetensors with the same keys) or set {WEIGHTS_ENV}"
+        )
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise GensrError(f"{path}: VGG19 weights file not found (from {source})")
+    return path
+
+
+def load_vgg19_weights(weights_path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The 32 conv tensors ``features.N.weight/bias`` of a torchvision-layout VGG19 file, checked.
+
+    ``classifier.*`` keys are ignored; any other key, a missing key or a wrong shape is a GensrError
+    listing the keys (a vgg19_bn file, a wrapped or prefixed state dict are refused).
+    """
+    path = resolve_weights_path(weights_path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch/safetensors raise many types for a bad file
+        msg = " ".join(str(exc).split())[:200]
+        raise GensrError(f"{path}: not a readable VGG19 weights file ({type(exc).__name__}: {msg})") from None
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise GensrError(f"{path}: expected a state dict of tensors (torchvision vgg19 layout)")
+    return check_vgg19_state_dict(sd, where=str(path))
+
+
+def check_vgg19_state_dict(
+    sd: Mapping[str, torch.Tensor], where: str = "VGG19 weights"
+) -> dict[str, torch.Tensor]:
+    """The conv tensors of a torchvision vgg19 state dict; GensrError on missing/unexpected/misshapen keys."""
+    expected: dict[str, tuple[int, ...]] = {}
+    for i, (cin, cout) in CONV_CHANNELS.items():
+        expected[f"features.{i}.weight"] = (cout, cin, 3, 3)
+        expected[f"features.{i}.bias"] = (cout,)
+    keys = set(sd)
+    unexpected = sorted(k for k in keys - set(expected) if not k.startswith("classifier."))
+    missing = sorted(set(expected) - keys, key=_natural)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {_short(unexpected)}")
+        hint = (
+            " (a vgg19_bn file? only plain vgg19 is supported)"
+            if any("running_mean" in k for k in keys)
+            else ""
+        )
+        raise GensrError(f"{where}: not a torchvision VGG19 state dict: {'; '.join(parts)}{hint}")
+    bad = [
+        f"{k} {tuple(sd[k].shape)} != {shape}" for k, shape in expected.items() if tuple(sd[k].shape) != shape
+    ]
+    if bad:
+        raise GensrError(f"{where}: wrong VGG19 tensor shape(s): {_short(bad)}")
+    return {k: sd[k] for k in sorted(expected, key=_natural)}
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in key.split("."))
+
+
+def _short(items: list[str], n: int = 6) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def build_vgg19_features(num_layers: int = len(LAYER_NAMES)) -> nn.Sequential:
+    """The first ``num_layers`` modules of torchvision's ``vgg19().features`` (randomly initialised)."""
+    layers: list[nn.Module] = []
+    for i, name in enumerate(LAYER_NAMES[:num_layers]):
+        if name.startswith("conv"):
+            cin, cout = CONV_CHANNELS[i]
+            layers.append(nn.Conv2d(cin, cout, 3, 1, 1))
+        elif name.startswith("relu"):
+            layers.append(nn.ReLU(inplace=True))
+        else:
+            layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+class VGG19FeatureExtractor(nn.Module):
+    """Frozen VGG19 taps: ``forward(x) -> {layer name: feature map}`` for RGB ``x`` in [0, 1] (N, 3, H, W)."""
+
+    def __init__(
+        self,
+        layers: Iterable[str] = ("conv5_4",),
+        weights_path: str | os.PathLike | None = None,
+        normalize_input: bool = True,
+    ) -> None:
+        super().__init__()
+        layers = list(dict.fromkeys(layers))
+        if not layers:
+            raise GensrError("VGG19 feature extractor: no layers requested")
+        unknown = [name for name in layers if name not in LAYER_INDEX]
+        if unknown:
+            raise GensrError(
+                f"unknown VGG19 layer(s) {', '.join(map(repr, unknown))}; known: conv1_1..conv5_4, "
+                f"relu1_1..relu5_4, pool1..pool5 ({', '.join(LAYER_NAMES)})"
+            )
+        self.layers = layers
+        self._taps = {LAYER_INDEX[name]: name for name in layers}
+        depth = max(self._taps) + 1
+        sd = load_vgg19_weights(weights_path)
+        prefix = "features."
+        wanted = {k[len(prefix) :]: v for k, v in sd.items() if int(k.split(".")[1]) < depth}
+        with torch.device("meta"):  # no random init: every parameter comes from the file
+            self.features = build_vgg19_features(depth)
+        self.features.load_state_dict(wanted, strict=True, assign=True)
+        self.normalize_input = normalize_input
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Clone a tap when the module right after it is an in-place ReLU (it would overwrite the tap).
+        self._clone = {
+            i
+            for i in self._taps
+            if i + 1 < depth and isinstance(self.features[i + 1], nn.ReLU) and self.features[i + 1].inplace
+        }
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> VGG19FeatureExtractor:
+        """Always stays in eval mode (a frozen loss network)."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"VGG19 expects RGB input (N, 3, H, W), got {tuple(x.shape)}")
+        if self.normalize_input:
+            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        out: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._taps:
+                out[self._taps[i]] = x.clone() if i in self._clone else x
+        return out
