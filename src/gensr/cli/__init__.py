@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("gensr.cli.train", "train a model from a YAML config"),
     "info": ("gensr.cli.info", "print a checkpoint's detected layout and hyper-parameters"),
     "convert": ("gensr.cli.convert", "convert a supported checkpoint to the gensr safetensors layout"),
-    "interpolate": ("gensr.cli.interpolate", "blend two checkpoints of one architecture (network interpolation)"),
+    "interpolate": (
+        "gensr.cli.interpolate",
+        "blend two checkpoints of one architecture (network interpolation)",
+    ),
     "sample": ("gensr.cli.sample", "draw diverse SR samples from an SRFlow model"),
     "encode": ("gensr.cli.encode", "encode an HR image with its LR into SRFlow latents"),
     "decode": ("gensr.cli.decode", "decode SRFlow latents (from `gensr encode`) back to an image"),

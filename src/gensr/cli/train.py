@@ -8,9 +8,14 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run config (see configs/)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.total_iters=1000 optim.lr=1e-4")
     parser.add_argument(
-        "--resume", nargs="?", const="auto", default=None,
+        "overrides", nargs="*", help="dotted overrides, e.g. train.total_iters=1000 optim.lr=1e-4"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
         help="continue from a training checkpoint (no value: the latest in the run's checkpoints/ folder)",
     )
 

@@ -42,7 +42,9 @@ def load_rgb_uint8(path: Path) -> np.ndarray:
     from gensr.io import read_array
 
     arr = read_array(path)
-    if arr.dtype != np.uint8:  # 16-bit training data: use the top 8 bits as the MATLAB pipeline would on uint8
+    if (
+        arr.dtype != np.uint8
+    ):  # 16-bit training data: use the top 8 bits as the MATLAB pipeline would on uint8
         arr = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
@@ -81,7 +83,13 @@ class SRTrainDataset(Dataset):
     ) -> None:
         if patch_size % scale:
             raise GensrError(f"data.train.patch_size {patch_size} is not a multiple of the scale {scale}")
-        self.scale, self.lr_patch, self.augment, self.seed, self.length = scale, patch_size // scale, augment, seed, length
+        self.scale, self.lr_patch, self.augment, self.seed, self.length = (
+            scale,
+            patch_size // scale,
+            augment,
+            seed,
+            length,
+        )
         hr_files = find_images(hr_dirs)
         lr_index = _index_by_stem(find_images(lr_dirs), lr_suffix, scale) if lr_dirs else None
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -92,16 +100,22 @@ class SRTrainDataset(Dataset):
                 lr = imresize(hr, 1.0 / scale)
             else:
                 if path.stem not in lr_index:
-                    raise GensrError(f"{path}: no LR image with a matching name in {', '.join(map(str, lr_dirs))}")
+                    raise GensrError(
+                        f"{path}: no LR image with a matching name in {', '.join(map(str, lr_dirs))}"
+                    )
                 lr = load_rgb_uint8(lr_index[path.stem])
                 if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-                    raise GensrError(f"{lr_index[path.stem]}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}")
+                    raise GensrError(
+                        f"{lr_index[path.stem]}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}"
+                    )
             if min(lr.shape[:2]) < self.lr_patch:
                 continue  # too small for a patch
             self.pairs.append((lr, hr))
             self.names.append(path.stem)
         if not self.pairs:
-            raise GensrError(f"{', '.join(map(str, hr_dirs))}: no image is large enough for {patch_size}px patches")
+            raise GensrError(
+                f"{', '.join(map(str, hr_dirs))}: no image is large enough for {patch_size}px patches"
+            )
 
     def __len__(self) -> int:
         return self.length
@@ -120,11 +134,17 @@ class SRValDataset(Dataset):
     """Whole validation images: HR mod-cropped to the scale, LR from ``lr_dir`` or the MATLAB bicubic."""
 
     def __init__(
-        self, hr_dir: str | os.PathLike, scale: int, lr_dir: str | os.PathLike | None = None, lr_suffix: str = ""
+        self,
+        hr_dir: str | os.PathLike,
+        scale: int,
+        lr_dir: str | os.PathLike | None = None,
+        lr_suffix: str = "",
     ) -> None:
         self.scale = scale
         self.hr_files = find_images([hr_dir], recursive=False)
-        self.lr_index = _index_by_stem(find_images([lr_dir], recursive=False), lr_suffix, scale) if lr_dir else None
+        self.lr_index = (
+            _index_by_stem(find_images([lr_dir], recursive=False), lr_suffix, scale) if lr_dir else None
+        )
 
     def __len__(self) -> int:
         return len(self.hr_files)

@@ -45,7 +45,9 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise GensrError(f"{p}: unreadable training checkpoint ({' '.join(str(exc).split())[:160]})") from None
+        raise GensrError(
+            f"{p}: unreadable training checkpoint ({' '.join(str(exc).split())[:160]})"
+        ) from None
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
@@ -53,5 +55,7 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     d = Path(folder)
     if not d.is_dir():
         return None
-    found = sorted(d.glob("iter_*.pt"), key=lambda p: int(p.stem.split("_")[1]) if p.stem[5:].isdigit() else -1)
+    found = sorted(
+        d.glob("iter_*.pt"), key=lambda p: int(p.stem.split("_")[1]) if p.stem[5:].isdigit() else -1
+    )
     return found[-1] if found else None

@@ -117,9 +117,13 @@ class RunConfig:
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
         if self.schedule.kind not in ("multistep", "cosine", "constant"):
-            raise ValueError(f"schedule.kind must be multistep, cosine or constant, got {self.schedule.kind!r}")
+            raise ValueError(
+                f"schedule.kind must be multistep, cosine or constant, got {self.schedule.kind!r}"
+            )
         if self.data.train.augment not in ("dihedral", "hflip", "none"):
-            raise ValueError(f"data.train.augment must be dihedral, hflip or none, got {self.data.train.augment!r}")
+            raise ValueError(
+                f"data.train.augment must be dihedral, hflip or none, got {self.data.train.augment!r}"
+            )
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> None:

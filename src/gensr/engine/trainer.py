@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,7 +44,8 @@ class Trainer:
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
         self.task = get_task_class(cfg.task)(cfg, self.dist)
         self.schedulers = {
-            k: build_scheduler(opt, cfg.schedule, cfg.train.total_iters) for k, opt in self.task.optimizers.items()
+            k: build_scheduler(opt, cfg.schedule, cfg.train.total_iters)
+            for k, opt in self.task.optimizers.items()
         }
         self.ema = ModelEMA(self.task.inference_network(), cfg.ema.decay) if cfg.ema.enabled else None
         self.iteration = 0
@@ -59,13 +61,23 @@ class Trainer:
     def _train_loader(self) -> DataLoader:
         d = self.cfg.data.train
         dataset = SRTrainDataset(
-            d.hr_dirs, self.cfg.scale, d.patch_size, lr_dirs=d.lr_dirs, lr_suffix=d.lr_suffix,
-            augment=d.augment, seed=self.cfg.seed,
+            d.hr_dirs,
+            self.cfg.scale,
+            d.patch_size,
+            lr_dirs=d.lr_dirs,
+            lr_suffix=d.lr_suffix,
+            augment=d.augment,
+            seed=self.cfg.seed,
         )
         sampler = ResumableSampler(d.batch_size, self.iteration, self.dist.rank, self.dist.world_size)
         return DataLoader(
-            dataset, batch_size=d.batch_size, sampler=sampler, num_workers=d.num_workers,
-            pin_memory=self.dist.device.type == "cuda", persistent_workers=d.num_workers > 0, drop_last=True,
+            dataset,
+            batch_size=d.batch_size,
+            sampler=sampler,
+            num_workers=d.num_workers,
+            pin_memory=self.dist.device.type == "cuda",
+            persistent_workers=d.num_workers > 0,
+            drop_last=True,
         )
 
     # -- the loop ---------------------------------------------------------------------------------------------
@@ -81,8 +93,10 @@ class Trainer:
                 batch = next(batches)
                 stats = self.task.train_step(batch)
                 self.iteration += 1
-                for s in self.schedulers.values():
-                    s.step()
+                with warnings.catch_warnings():  # a skipped step means no optimizer.step(); that is intended
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                    for s in self.schedulers.values():
+                        s.step()
                 if stats.get("skipped"):
                     self._on_nonfinite(stats)
                 else:
@@ -117,7 +131,9 @@ class Trainer:
 
     def _on_nonfinite(self, stats: dict[str, float]) -> None:
         self.nonfinite_in_a_row += 1
-        self.log.message(f"iteration {self.iteration}: non-finite loss, step skipped ({self.nonfinite_in_a_row} in a row)")
+        self.log.message(
+            f"iteration {self.iteration}: non-finite loss, step skipped ({self.nonfinite_in_a_row} in a row)"
+        )
         if self.nonfinite_in_a_row >= self.cfg.train.max_nonfinite:
             last = self.last_good_checkpoint or "none saved yet"
             raise NonFiniteLossError(
@@ -139,6 +155,8 @@ class Trainer:
             means, previews = validate(
                 lambda x: self.task.super_resolve(net, x), dataset, self.cfg.scale, self.dist.device, out_dir
             )
+        with self.task.autocast():
+            means.update(self.task.on_validation(self.iteration, dataset, self.run_dir / "val", self.log))
         net.train(was_training)
         self.log.scalars(self.iteration, means, prefix="val")
         if previews:
@@ -192,7 +210,12 @@ class Trainer:
     def export(self, path: Path) -> Path:
         """The inference model (EMA weights when enabled) as a gensr safetensors file."""
         net = self.ema.shadow if self.ema is not None else self.task.inference_network()
-        meta = {"task": self.cfg.task, "name": self.cfg.name, "iteration": self.iteration, "ema": self.ema is not None}
+        meta = {
+            "task": self.cfg.task,
+            "name": self.cfg.name,
+            "iteration": self.iteration,
+            "ema": self.ema is not None,
+        }
         return save_checkpoint(path, net.state_dict(), arch_of(net), model_config_dict(net), meta=meta)
 
 
@@ -204,7 +227,9 @@ def _finite_mean(values: list[float]) -> float:
 def _progress(start: int, total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True, smoothing=0.05)
+    return tqdm(
+        total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True, smoothing=0.05
+    )
 
 
 def copy_config(src: Path, run_dir: Path) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gensr.metrics.fidelity import psnr, ssim
 from gensr.metrics.fidelity import lr_psnr as lr_psnr_metric
+from gensr.metrics.fidelity import psnr, ssim
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -50,5 +50,9 @@ def validate(
         if len(previews) < 4:
             previews.append(sr.clamp(0, 1)[0])
     arr = np.array(rows, dtype=np.float64)
-    means = {"psnr_y": float(arr[:, 0].mean()), "ssim_y": float(arr[:, 1].mean()), "lr_psnr": float(arr[:, 2].mean())}
+    means = {
+        "psnr_y": float(arr[:, 0].mean()),
+        "ssim_y": float(arr[:, 1].mean()),
+        "lr_psnr": float(arr[:, 2].mean()),
+    }
     return means, previews

@@ -74,7 +74,9 @@ class RRDBNet(nn.Module):
         if f > 1:
             pad_h, pad_w = (-h) % f, (-w) % f
             if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
+                x = F.pad(
+                    x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
+                )
             x = F.pixel_unshuffle(x, f)
         fea = self.conv_first(x)
         fea = fea + self.conv_body(self.body(fea))

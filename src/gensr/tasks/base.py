@@ -67,6 +67,14 @@ class Task:
         """SR of one validation LR (1, 3, h, w) -> (1, 3, sh, sw), unclamped."""
         return net(lr)
 
+    def on_validation(self, iteration: int, dataset, out_dir, logger) -> dict[str, float]:
+        """Extra validation output (image grids, samples, task metrics); returns extra scalars to log.
+
+        Called on the main rank after the standard metrics. Must not use the global RNG (use a local
+        ``torch.Generator``), so that validation never changes a resumed run.
+        """
+        return {}
+
     # -- checkpoint state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
