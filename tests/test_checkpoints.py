@@ -344,7 +344,7 @@ def test_restated_old_arch_matches(tmp_path, upsamples, scale):
     path = tmp_path / "RRDB_ESRGAN.pth"
     torch.save(official.state_dict(), path)
     loaded = load_model(path)
-    assert model_config_dict(loaded) == {"scale": scale, "in_ch": 3, "out_ch": 3, "nf": 16, "nb": 3, "gc": 8}
+    assert model_config_dict(loaded) == {"scale": scale, "in_ch": 3, "out_ch": 3, "nf": 16, "nb": 3, "gc": 8, "init": "rdb"}
     assert_same_output(loaded, official)
 
 

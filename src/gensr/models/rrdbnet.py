@@ -26,8 +26,13 @@ class RRDBNetConfig:
     nf: int = 64
     nb: int = 23
     gc: int = 32
+    # Initialisation of a fresh net: "rdb" = BasicSR v1 (Kaiming x0.1 for the RDB convs, PyTorch default for the
+    # others; converges much faster from scratch), "all" = the 2018 code (Kaiming x0.1 for every conv).
+    init: str = "rdb"
 
     def __post_init__(self) -> None:
+        if self.init not in ("rdb", "all"):
+            raise ValueError(f"init must be 'rdb' or 'all', got {self.init!r}")
         if self.scale not in (1, 2, 4, 8):
             raise ValueError(f"scale must be 1, 2, 4 or 8, got {self.scale}")
         for name in ("in_ch", "out_ch", "nf", "nb", "gc"):
@@ -61,8 +66,8 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(c.nf, c.nf, 3, 1, 1)
         self.conv_last = nn.Conv2d(c.nf, c.out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
-        # The 2018 recipe: Kaiming x0.1 for every conv of G (BasicSR v1 does it for RDB convs only).
-        kaiming_scaled_(self, 0.1)
+        # ESRGAN's "smaller initialisation": Kaiming x0.1, for the RDB convs only (BasicSR v1) or every conv (2018).
+        kaiming_scaled_(self.body if c.init == "rdb" else self, 0.1)
 
     @property
     def scale(self) -> int:

@@ -1,0 +1,337 @@
+"""Super-resolve images with a feed-forward SR network (RRDBNet/ESRGAN) or MATLAB bicubic.
+
+:class:`Upscaler` holds one loaded model and its precision runner, so a folder of images loads it once;
+:func:`upscale` is the one-call form. Everything here speaks float tensors in [0, 1]; files, bit depths,
+alpha and gray are decided by :mod:`gensr.io` and :mod:`gensr.cli.upscale`.
+
+* Tiling (``tile`` > 0): see :mod:`gensr.inference.tiling`; the image and the output stay in CPU memory.
+  On a CUDA out-of-memory error the image is retried with smaller tiles (512, then halving down to 64 px)
+  and a note is printed; the smaller tile is kept for the following images. On the CPU, where running out
+  of memory kills the process instead of raising, an image whose whole-image forward would need more than
+  half the available memory is tiled at 256 px (with a note).
+* Precision: see :mod:`gensr.inference.precision` (bf16 on CUDA by default, fp32 recompute on NaN/inf).
+* ``outscale``: the network output (or the bicubic upscale) is resized to ``round(outscale * H)`` x
+  ``round(outscale * W)`` with MATLAB bicubic (antialiased when shrinking). Real-ESRGAN uses cv2's LANCZOS4
+  here, so its ``--outscale`` results differ slightly from ours.
+* Alpha: upscaled on its own, by MATLAB bicubic (default) or by the network (alpha replicated to three
+  channels, output averaged), then clamped to [0, 1].
+* Gray: replicated to RGB for the network; the gray result is the plain average of the three output
+  channels (not BT.601 luma: the input channels are equal, so the net's output channels nearly are too).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gensr.errors import GensrError
+from gensr.inference.precision import PrecisionRunner, resolve_device
+from gensr.inference.tiling import tile_count, tiled_forward
+
+__all__ = ["Upscaler", "upscale", "model_scale", "BICUBIC"]
+
+BICUBIC = "bicubic"
+ALPHA_UPSAMPLERS = ("bicubic", "model")
+_MIN_OOM_TILE = 64
+DEFAULT_TILE_OVERLAP = 32
+AUTO_TILE = 256  # tile size when a whole-image CPU forward would not fit in memory
+
+
+def _stderr_note(message: str) -> None:
+    print(f"gensr: note: {message}", file=sys.stderr, flush=True)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable, else physical RAM), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def model_scale(model: nn.Module) -> int | None:
+    """The upscaling factor a model declares (``model.scale`` or ``model.config.scale``), else None."""
+    for owner in (model, getattr(model, "config", None)):
+        s = getattr(owner, "scale", None)
+        if isinstance(s, int) and not isinstance(s, bool):
+            return s
+    return None
+
+
+def _load_network(model: str | os.PathLike, interp_with: str | os.PathLike | None, alpha: float) -> nn.Module:
+    if interp_with is not None:
+        from gensr.inference.interpolation import interpolate_models
+
+        net = interpolate_models(model, interp_with, alpha)
+    else:
+        from gensr.checkpoints.loader import load_model
+
+        net = load_model(model)
+    try:
+        from gensr.models.registry import arch_of
+
+        arch = arch_of(net)
+    except GensrError:
+        arch = type(net).__name__
+    if "flow" in arch.lower():
+        raise GensrError(f"{model}: an SRFlow model samples SR images; use `gensr sample` instead of upscale")
+    return net
+
+
+class Upscaler:
+    """A loaded model ready to upscale images one after another.
+
+    Args:
+        model: a shipped name ("default", "esrgan", ...), a checkpoint path, an ``nn.Module`` (moved to
+            ``device`` and put in eval mode in place), or "bicubic".
+        scale: the factor for "bicubic" (default 4). For a network it must match the network's own scale
+            (use ``outscale`` for other output sizes); needed only for a module that declares no scale.
+        tile, tile_overlap, batch_size: tiled inference (``tile`` 0 = whole image at once); the overlap
+            defaults to 32 LR px, or ``tile // 4`` for tiles under 128 px.
+        precision: "auto", "fp32", "bf16" or "fp16".
+        device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
+        interp_with, alpha: blend ``model`` with this second checkpoint, (1 - alpha) * model + alpha * other.
+        note: where one-line notes go (default: stderr).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = "default",
+        *,
+        scale: int | None = None,
+        tile: int = 0,
+        tile_overlap: int | None = None,
+        precision: str = "auto",
+        device: str | torch.device | None = None,
+        interp_with: str | os.PathLike | None = None,
+        alpha: float = 0.8,
+        batch_size: int = 4,
+        note: Callable[[str], None] = _stderr_note,
+    ) -> None:
+        if tile < 0:
+            raise GensrError(f"--tile must be >= 0 (0 = no tiling), got {tile}")
+        if tile_overlap is None:  # also used by automatic tiling when tile is 0
+            tile_overlap = DEFAULT_TILE_OVERLAP if tile <= 0 else min(DEFAULT_TILE_OVERLAP, tile // 4)
+        if tile_overlap < 0:
+            raise GensrError(f"--tile-overlap must be >= 0, got {tile_overlap}")
+        if tile and tile_overlap >= tile:
+            raise GensrError(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})")
+        if batch_size < 1:
+            raise GensrError(f"--batch-size must be >= 1, got {batch_size}")
+        if scale is not None and (not float(scale).is_integer() or scale < 1):
+            raise GensrError(f"--scale must be a positive integer, got {scale}")
+        self.tile, self.tile_overlap, self.batch_size = int(tile), int(tile_overlap), int(batch_size)
+        self.note = note
+        self.device = resolve_device(device)
+        self.runner: PrecisionRunner | None = None
+        self.align = 1
+        self.bicubic = isinstance(model, str) and model == BICUBIC
+        if self.bicubic:
+            if interp_with is not None:
+                raise GensrError("--interp-with needs a network model, not bicubic")
+            self.scale: int | None = int(scale) if scale is not None else 4
+            return
+        if isinstance(model, nn.Module):
+            if interp_with is not None:
+                raise GensrError("interp_with needs a checkpoint name or path as model, not a module")
+            net = model
+        else:
+            net = _load_network(model, interp_with, alpha)
+        declared = model_scale(net)
+        if scale is not None and declared is not None and int(scale) != declared:
+            raise GensrError(
+                f"--scale {scale} does not match the model's scale x{declared}; use --outscale to resize its output"
+            )
+        self.scale = declared if declared is not None else (int(scale) if scale is not None else None)
+        # models that pixel-unshuffle their input (RRDBNet x2/x1) need tiles on that grid
+        self.align = int(getattr(getattr(net, "config", None), "unshuffle", 1) or 1)
+        self.runner = PrecisionRunner(net, self.device, precision, note=note)
+
+    @property
+    def precision(self) -> str:
+        """The precision the network runs in ('fp32' for bicubic)."""
+        return self.runner.precision if self.runner is not None else "fp32"
+
+    def tiles_for(self, height: int, width: int) -> int:
+        """How many tiles an ``height`` x ``width`` LR image takes (1 without tiling or for bicubic)."""
+        tile = self._cpu_tile(height, width, announce=False)
+        if self.bicubic or tile <= 0:
+            return 1
+        return tile_count(height, width, tile, self.tile_overlap, self.align)
+
+    # ------------------------------------------------------------------------------------------- core
+
+    def _cpu_tile(self, height: int, width: int, announce: bool = True) -> int:
+        """``self.tile``, or :data:`AUTO_TILE` when a whole-image CPU forward would not fit in memory.
+
+        The estimate is 6 float32 feature maps of ``nf`` channels at the output size (the measured peak of
+        the x4 RRDBNet is ~5.3), against half the available memory.
+        """
+        if 0 < self.tile < max(height, width) or self.device.type != "cpu":
+            return self.tile
+        nf = getattr(getattr(self.runner.model, "config", None), "nf", 64) if self.runner else 64
+        s = self.scale or 4
+        need = 6 * 4 * int(nf) * (s * height) * (s * width)
+        available = available_memory()
+        if available is None or need <= available // 2 or max(height, width) <= AUTO_TILE:
+            return self.tile
+        if announce:
+            self.note(
+                f"a {width}x{height} image needs ~{need / 2**30:.0f} GiB without tiling "
+                f"({available / 2**30:.0f} GiB available); using --tile {AUTO_TILE}"
+            )
+        return AUTO_TILE
+
+    def _network(self, x: torch.Tensor, progress: Callable[[int, int], None] | None) -> torch.Tensor:
+        """Unclamped network output for (1, C, H, W) ``x``, with automatic CPU tiling and the CUDA OOM retry."""
+        assert self.runner is not None
+        tile = self._cpu_tile(*x.shape[-2:])
+        while True:
+            try:
+                return tiled_forward(
+                    self.runner,
+                    x,
+                    self.scale,
+                    tile,
+                    self.tile_overlap,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    progress=progress,
+                    align=self.align,
+                )
+            except torch.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                self._shrink_after_oom(max(x.shape[-2:]))
+                tile = self.tile
+
+    def _shrink_after_oom(self, longest: int) -> None:
+        """Next try after a CUDA OOM: tiles of 512 px, then batch size 1, then halve the tiles to 64 px."""
+        tiled = 0 < self.tile < longest
+        if tiled and self.batch_size > 1:
+            self.batch_size = 1
+        else:
+            current = self.tile if tiled else longest
+            smaller = min(512, current // 2)
+            if smaller < _MIN_OOM_TILE:
+                raise GensrError(
+                    f"out of GPU memory even with {current}-px tiles at batch size 1; try --device cpu"
+                ) from None
+            self.tile = smaller
+            self.tile_overlap = min(self.tile_overlap, smaller // 4)
+        self.note(
+            f"out of GPU memory; retrying with --tile {self.tile} --tile-overlap {self.tile_overlap} "
+            f"--batch-size {self.batch_size}"
+        )
+
+    def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        from gensr.imresize import imresize
+
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return imresize(x.float(), size=size)
+
+    def run(
+        self,
+        x: torch.Tensor,
+        outscale: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Upscale (1, C, H, W) float ``x`` in [0, 1] (C = 3; 1 is replicated and averaged back).
+
+        Returns a (1, C, H', W') float32 CPU tensor clamped to [0, 1], H' = scale * H or round(outscale * H).
+        """
+        if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            raise GensrError(f"expected a (1, 3, H, W) or (1, 1, H, W) image tensor, got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise GensrError(f"expected a float image tensor in [0, 1], got {x.dtype}")
+        if outscale is not None and not outscale > 0:
+            raise GensrError(f"--outscale must be positive, got {outscale}")
+        h, w = x.shape[-2:]
+        gray = x.shape[1] == 1
+        x = x.detach().float().cpu()
+        target = None if outscale is None else (max(1, round(outscale * h)), max(1, round(outscale * w)))
+        if self.bicubic:
+            size = target or (h * self.scale, w * self.scale)
+            out = self._resize(x, size)  # one resize straight to the final size
+        else:
+            out = self._network(x.expand(1, 3, h, w) if gray else x, progress)
+            if gray:
+                out = out.mean(dim=1, keepdim=True)
+            if target is not None:
+                out = self._resize(out, target)
+        return out.clamp_(0.0, 1.0)
+
+    def run_alpha(
+        self,
+        alpha: torch.Tensor,
+        size: tuple[int, int],
+        upsampler: str = "bicubic",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Upscale a (1, 1, H, W) alpha channel to ``size`` (the RGB output's size); clamped to [0, 1]."""
+        if upsampler not in ALPHA_UPSAMPLERS:
+            raise GensrError(f"--alpha-upsampler must be one of {', '.join(ALPHA_UPSAMPLERS)}, got {upsampler!r}")
+        a = alpha.detach().float().cpu()
+        if upsampler == "model" and not self.bicubic:
+            a = self._network(a.expand(1, 3, *a.shape[-2:]), progress).mean(dim=1, keepdim=True)
+        return self._resize(a, tuple(size)).clamp_(0.0, 1.0)
+
+
+def upscale(
+    image: torch.Tensor | str | os.PathLike,
+    model: str | os.PathLike | nn.Module = "default",
+    *,
+    scale: int | None = None,
+    outscale: float | None = None,
+    tile: int = 0,
+    tile_overlap: int | None = None,
+    precision: str = "auto",
+    device: str | torch.device | None = None,
+    interp_with: str | os.PathLike | None = None,
+    alpha: float = 0.8,
+    batch_size: int = 4,
+) -> torch.Tensor:
+    """Super-resolve one image; returns a (1, 3, sH, sW) float32 CPU tensor clamped to [0, 1].
+
+    ``image`` is a (1, 3, H, W) or (3, H, W) float tensor in [0, 1] (a 1-channel tensor gives a 1-channel
+    result) or an image path (read with :func:`gensr.io.read_image`; its alpha channel, if any, is ignored:
+    use ``gensr upscale`` or :class:`Upscaler` for alpha). ``model`` is "default", a shipped name, a
+    checkpoint path, an ``nn.Module`` or "bicubic" (MATLAB bicubic by ``scale``, default 4). ``outscale``
+    resizes the result to ``round(outscale * H)`` with MATLAB bicubic (Real-ESRGAN uses LANCZOS4 there).
+    See :class:`Upscaler` for the other arguments.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from gensr.io import read_image
+
+        image = read_image(Path(image)).rgb_tensor()
+    if not isinstance(image, torch.Tensor):
+        raise GensrError(f"image must be a tensor or a path, got {type(image).__name__}")
+    squeeze = image.dim() == 3
+    x = image.unsqueeze(0) if squeeze else image
+    upscaler = Upscaler(
+        model,
+        scale=scale,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        precision=precision,
+        device=device,
+        interp_with=interp_with,
+        alpha=alpha,
+        batch_size=batch_size,
+    )
+    out = upscaler.run(x, outscale=outscale)
+    return out.squeeze(0) if squeeze else out
