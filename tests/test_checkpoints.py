@@ -156,22 +156,16 @@ def test_old_layout_indices_follow_the_reference_table():
     "wrap",
     [
         pytest.param(lambda sd, other: {"params": sd}, id="params"),
-        pytest.param(
-            lambda sd, other: {"params_ema": sd, "params": other, "iter": 5}, id="params_ema>params"
-        ),
+        pytest.param(lambda sd, other: {"params_ema": sd, "params": other, "iter": 5}, id="params_ema>params"),
         pytest.param(lambda sd, other: {"params-ema": sd}, id="params-ema"),
         pytest.param(lambda sd, other: {"state_dict": sd, "epoch": 3}, id="state_dict"),
-        pytest.param(
-            lambda sd, other: {"model_state_dict": sd, "optimizer": {"lr": 1.0}}, id="model_state_dict"
-        ),
+        pytest.param(lambda sd, other: {"model_state_dict": sd, "optimizer": {"lr": 1.0}}, id="model_state_dict"),
         pytest.param(lambda sd, other: {"model": sd}, id="model"),
         pytest.param(lambda sd, other: {"net": sd}, id="net"),
         pytest.param(lambda sd, other: {"netG": sd}, id="netG"),
         pytest.param(lambda sd, other: {"whatever": sd}, id="single-nested"),
         pytest.param(lambda sd, other: {f"module.{k}": v for k, v in sd.items()}, id="module."),
-        pytest.param(
-            lambda sd, other: {"params": {f"module.{k}": v for k, v in sd.items()}}, id="params+module."
-        ),
+        pytest.param(lambda sd, other: {"params": {f"module.{k}": v for k, v in sd.items()}}, id="params+module."),
         pytest.param(lambda sd, other: {f"netG.{k}": v for k, v in sd.items()}, id="netG."),
         pytest.param(lambda sd, other: {f"netG.module.{k}": v for k, v in sd.items()}, id="netG.module."),
     ],
@@ -344,7 +338,15 @@ def test_restated_old_arch_matches(tmp_path, upsamples, scale):
     path = tmp_path / "RRDB_ESRGAN.pth"
     torch.save(official.state_dict(), path)
     loaded = load_model(path)
-    assert model_config_dict(loaded) == {"scale": scale, "in_ch": 3, "out_ch": 3, "nf": 16, "nb": 3, "gc": 8, "init": "rdb"}
+    assert model_config_dict(loaded) == {
+        "scale": scale,
+        "in_ch": 3,
+        "out_ch": 3,
+        "nf": 16,
+        "nb": 3,
+        "gc": 8,
+        "init": "rdb",
+    }
     assert_same_output(loaded, official)
 
 
@@ -359,9 +361,7 @@ def test_restated_intermediate_arch_matches(tmp_path):
 def test_old_arch_with_fewer_upsample_blocks_is_refused(tmp_path, upsamples, label):
     path = tmp_path / "old_small_scale.pth"
     torch.save(_randomised(OldArch(16, 2, 8, upsamples)).state_dict(), path)
-    with pytest.raises(
-        GensrError, match=rf"old_small_scale\.pth: old-arch {label}.*{upsamples} upsample block.*not "
-    ):
+    with pytest.raises(GensrError, match=rf"old_small_scale\.pth: old-arch {label}.*{upsamples} upsample block.*not "):
         load_model(path)
 
 
@@ -388,9 +388,7 @@ def test_missing_key_is_listed(tmp_path, layout):
     del sd[victim]
     path = tmp_path / "missing.pth"
     torch.save(sd, path)
-    with pytest.raises(
-        GensrError, match=r"missing\.pth.*1 missing key\(s\): body\.1\.rdb2\.conv3\.bias"
-    ) as e:
+    with pytest.raises(GensrError, match=r"missing\.pth.*1 missing key\(s\): body\.1\.rdb2\.conv3\.bias") as e:
         load_model(path)
     assert "\n" not in str(e.value)
 
@@ -430,9 +428,7 @@ def test_many_missing_keys_are_capped(tmp_path):
 def test_unknown_layout(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"encoder.0.weight": torch.zeros(3), "encoder.0.bias": torch.zeros(3)}, path)
-    with pytest.raises(
-        GensrError, match=r"other\.pth: unknown checkpoint layout.*encoder\.0\.weight.*RRDBNet"
-    ):
+    with pytest.raises(GensrError, match=r"other\.pth: unknown checkpoint layout.*encoder\.0\.weight.*RRDBNet"):
         load_model(path)
 
 
@@ -463,9 +459,7 @@ def test_pickled_objects_are_not_unpickled(tmp_path):
 
     path = tmp_path / "full_pickle.pth"
     torch.save({"params": small_model().state_dict(), "opt": argparse.Namespace(lr=1)}, path)
-    with pytest.raises(
-        GensrError, match=r"full_pickle\.pth: holds pickled Python objects.*argparse\.Namespace"
-    ):
+    with pytest.raises(GensrError, match=r"full_pickle\.pth: holds pickled Python objects.*argparse\.Namespace"):
         read_state_dict(path)
 
 
@@ -474,9 +468,7 @@ def test_pickled_objects_are_not_unpickled(tmp_path):
 
 def test_gensr_file_loads_strictly(tmp_path):
     ref = small_model(8)
-    path = save_checkpoint(
-        tmp_path / "g.safetensors", ref.state_dict(), "rrdbnet", model_config_dict(ref), {"a": 1}
-    )
+    path = save_checkpoint(tmp_path / "g.safetensors", ref.state_dict(), "rrdbnet", model_config_dict(ref), {"a": 1})
     assert_same_output(load_model(path), ref)
     d = describe(path)
     assert d["layout"] == "gensr" and d["meta"] == {"a": 1} and d["config"]["scale"] == 8
