@@ -517,7 +517,16 @@ def test_cli_info_and_convert(tmp_path, capsys):
     r = gensr("info", src, "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert d["config"] == {"scale": 2, "in_ch": 3, "out_ch": 3, "nf": 16, "nb": 2, "gc": 8, "unshuffle": 2}
+    assert d["config"] == {
+        "scale": 2,
+        "in_ch": 3,
+        "out_ch": 3,
+        "nf": 16,
+        "nb": 2,
+        "gc": 8,
+        "init": "rdb",
+        "unshuffle": 2,
+    }
     assert d["parameters"] == n_params and d["dtype"] == "float32" and d["arch"] == "rrdbnet"
 
     out = tmp_path / "conv" / "x2.safetensors"

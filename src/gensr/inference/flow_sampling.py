@@ -1,0 +1,358 @@
+"""Diverse SR samples from an SRFlow model: batched, seeded, any LR size, optionally tiled.
+
+:func:`sample_sr` is the one-call form; :class:`FlowSampler` keeps one loaded model for many images.
+
+* **Temperature** ``tau``: every latent (final z and each split's eps) is drawn from N(0, tau^2);
+  ``tau = 0`` gives the deterministic mean (all samples identical, the best-PSNR output), 0.9 is the
+  paper's default for general images, 0.8 for faces.
+* **Reproducibility**: the latents come from a CPU ``torch.Generator`` seeded with ``seed``, drawn sample by
+  sample in a fixed order (final z, then the split eps from the deepest split up), so sample ``i`` depends
+  only on ``seed``, ``i``, ``tau`` and the LR size -- not on ``num_samples``, ``batch_size``, the tiling or
+  the device. ``seed=None`` picks a random seed.
+* **Any LR size**: the LR is reflect-padded at the bottom/right to a multiple of the model's
+  ``lr_multiple`` (2 for the released layouts, whose deepest level is at LR/2) and the SR is cropped back
+  to ``scale * h x scale * w``, as the official ``test.py`` does.
+* **Batching**: the LR encoder runs once per image (or per group of tiles); its features are shared by up
+  to ``batch_size`` decoder passes at a time (samples and tiles together).
+* **Tiling** (``tile`` > 0, in LR pixels): the whole latent field is drawn once for the padded image and
+  each tile decodes its own crop of it, so overlapping tiles share their latents; tiles still see only
+  their own LR context, so neighbouring tiles do not agree exactly and their outputs are blended with a
+  feathered window (linear ramps over the overlap, :func:`gensr.inference.tiling.feather_window`). The
+  stochastic detail of one tile is thus not independent of its neighbour's, but seams are blended, not
+  exact: for ``tau > 0`` a tiled sample differs from the untiled sample of the same seed near tile edges.
+  Tile sizes and offsets are multiples of ``lr_multiple`` so latent crops align with every level.
+* **Speed**: eval mode and ``torch.inference_mode``: the 1x1-conv inverses are computed once in float64 and
+  cached by the model. ``precision`` "bf16"/"fp16" runs the convolutions under autocast (CUDA), the flow
+  state, scales and inverses stay float32 (see :mod:`gensr.nn.flow`). On CUDA the model and inputs use
+  channels_last.
+
+Output: float32 CPU tensor (N, 3, s*h, s*w) clamped to [0, 1]; NaN (an exploding inverse at high
+temperature) becomes 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gensr.errors import GensrError
+
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "FlowSampler",
+    "sample_sr",
+    "load_flow_model",
+    "pad_to_multiple",
+    "as_image_tensor",
+    "draw_latents",
+    "resolve_seed",
+    "check_temperature",
+]
+
+DEFAULT_TEMPERATURE = 0.9
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def load_flow_model(model: str | os.PathLike | nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """An SRFlow model in eval mode on ``device`` from a shipped name, a checkpoint path or a module.
+
+    A module is moved and switched to eval mode in place. GensrError when the checkpoint holds another
+    architecture (e.g. an RRDB/ESRGAN generator, which `gensr upscale` runs).
+    """
+    from gensr.models.srflow import SRFlowNet
+
+    if isinstance(model, nn.Module):
+        net = model
+    elif isinstance(model, (str, os.PathLike)):
+        from gensr.checkpoints.loader import load_model
+
+        net = load_model(model)
+    else:
+        raise GensrError(f"model must be a name, a checkpoint path or an nn.Module, got {type(model).__name__}")
+    if not isinstance(net, SRFlowNet):
+        raise GensrError(
+            f"{model if not isinstance(model, nn.Module) else type(model).__name__}: is a "
+            f"{type(net).__name__}, not an SRFlow model (use `gensr upscale` for feed-forward SR networks)"
+        )
+    net.eval()
+    if device is not None:
+        net.to(device)
+    return net
+
+
+def as_image_tensor(image: torch.Tensor | str | os.PathLike, what: str = "image") -> torch.Tensor:
+    """(1, 3, H, W) float32 CPU tensor in [0, 1] from a tensor ((3, H, W), (1, 1|3, H, W)) or an image path.
+
+    Gray is replicated to RGB; the alpha channel of a file is ignored.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from gensr.io import read_image
+
+        return read_image(Path(image)).rgb_tensor()
+    if not isinstance(image, torch.Tensor):
+        raise GensrError(f"{what} must be a tensor or an image path, got {type(image).__name__}")
+    x = image.unsqueeze(0) if image.dim() == 3 else image
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise GensrError(f"{what}: expected a (1, 3, H, W) or (3, H, W) tensor, got shape {tuple(image.shape)}")
+    if not x.is_floating_point():
+        raise GensrError(f"{what}: expected a float tensor in [0, 1], got {x.dtype}")
+    x = x.detach().to("cpu", torch.float32)
+    return x.expand(1, 3, *x.shape[-2:]).contiguous() if x.shape[1] == 1 else x
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N, C, H, W) at the bottom/right to multiples of ``multiple`` -> (padded, original (H, W)).
+
+    Reflection padding (the official SRFlow ``test.py``); replication for a side of one pixel.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``seed`` itself, or a fresh random 63-bit seed for None."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little") >> 1
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise GensrError(f"seed must be an integer, got {seed!r}")
+    if seed < 0:
+        raise GensrError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+def draw_latents(
+    shapes: list[tuple[int, int, int]], temperature: float, num: int, generator: torch.Generator | None
+) -> list[torch.Tensor]:
+    """N(0, temperature^2) latents in the model's z_list order ([eps..., z], each (num, C, H, W), CPU).
+
+    Drawn sample by sample, final z first and then the eps from the last split to the first, so sample
+    ``i`` does not depend on ``num``. Zeros (no generator use) for temperature 0.
+    """
+    out = [torch.zeros((num, *s)) for s in shapes]
+    if temperature == 0:
+        return out
+    for i in range(num):
+        for j in reversed(range(len(shapes))):
+            out[j][i] = torch.randn(shapes[j], generator=generator).mul_(temperature)
+    return out
+
+
+def check_temperature(temperature: float) -> float:
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise GensrError(f"temperature must be a number, got {temperature!r}") from None
+    if not (t >= 0 and t < float("inf")):
+        raise GensrError(f"temperature must be a finite number >= 0, got {temperature}")
+    return t
+
+
+def _tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, list[int], list[int], int]:
+    """(tile h, tile w, y starts, x starts, effective overlap) in LR px, all aligned to ``multiple``."""
+    from gensr.inference.tiling import tile_starts
+
+    if tile <= 0 or (tile >= h and tile >= w):
+        return h, w, [0], [0], 0
+    tu = max(1, tile // multiple)
+    ou = -(-overlap // multiple)
+    if ou >= tu:
+        ou = tu - 1
+    hu, wu = h // multiple, w // multiple
+    thu, twu = min(tu, hu), min(tu, wu)
+    ys = [y * multiple for y in tile_starts(hu, thu, min(ou, max(thu - 1, 0)))]
+    xs = [x * multiple for x in tile_starts(wu, twu, min(ou, max(twu - 1, 0)))]
+    return thu * multiple, twu * multiple, ys, xs, ou * multiple
+
+
+# ------------------------------------------------------------------------------------------------ sampler
+
+
+class FlowSampler:
+    """One SRFlow model ready to sample SR images; see the module docstring for the behaviour.
+
+    Args:
+        model: shipped name ("srflow"), checkpoint path, or an SRFlow ``nn.Module`` (moved in place).
+        device: "cpu", "cuda", ...; None picks CUDA when available.
+        precision: "fp32" (default), "bf16" or "fp16": autocast dtype of the convolutions (the flow
+            arithmetic stays float32). Low precision on the CPU falls back to fp32.
+        batch_size: decoder passes per forward (samples x tiles).
+        tile, tile_overlap: tile size and overlap in LR pixels (tile 0 = whole image).
+        channels_last: None = on CUDA only.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = "srflow",
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        batch_size: int = 4,
+        tile: int = 0,
+        tile_overlap: int = 16,
+        channels_last: bool | None = None,
+    ) -> None:
+        from gensr.inference.precision import resolve_device
+
+        if batch_size < 1:
+            raise GensrError(f"batch size must be >= 1, got {batch_size}")
+        if tile < 0:
+            raise GensrError(f"tile must be >= 0 (0 = no tiling), got {tile}")
+        if tile_overlap < 0:
+            raise GensrError(f"tile overlap must be >= 0, got {tile_overlap}")
+        if tile and tile_overlap >= tile:
+            raise GensrError(f"tile overlap ({tile_overlap}) must be smaller than the tile size ({tile})")
+        if precision not in PRECISIONS:
+            raise GensrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device = resolve_device(device)
+        self.dtype = _DTYPES[precision] if self.device.type == "cuda" else torch.float32
+        self.batch_size, self.tile, self.tile_overlap = int(batch_size), int(tile), int(tile_overlap)
+        self.model = load_flow_model(model, self.device)
+        self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def scale(self) -> int:
+        return int(self.model.config.scale)
+
+    @property
+    def default_temperature(self) -> float:
+        return float(getattr(self.model.config, "heat", DEFAULT_TEMPERATURE))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, torch.float32)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def tiles_for(self, h: int, w: int) -> int:
+        """Number of tiles an ``h`` x ``w`` LR image is split into."""
+        m = self.model.config.lr_multiple
+        hp, wp = h + (-h) % m, w + (-w) % m
+        _, _, ys, xs, _ = _tile_grid(hp, wp, self.tile, self.tile_overlap, m)
+        return len(ys) * len(xs)
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        lr: torch.Tensor | str | os.PathLike,
+        temperature: float | None = None,
+        num_samples: int = 1,
+        seed: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """``num_samples`` SR samples of one LR image -> (N, 3, s*h, s*w) float32 CPU in [0, 1].
+
+        ``temperature`` None uses the model's ``config.heat`` (0.9 for the released models).
+        ``progress(done, total)`` is called after every decoder batch.
+        """
+        tau = self.default_temperature if temperature is None else check_temperature(temperature)
+        if int(num_samples) < 1:
+            raise GensrError(f"number of samples must be >= 1, got {num_samples}")
+        n = int(num_samples)
+        gen = torch.Generator().manual_seed(resolve_seed(seed))
+        x = as_image_tensor(lr, "LR")
+        model, s, m = self.model, self.scale, self.model.config.lr_multiple
+        xp, (h, w) = pad_to_multiple(x, m)
+        hp, wp = xp.shape[-2:]
+        shapes = model.z_shapes((hp, wp))
+        fields = draw_latents(shapes, tau, n, gen)
+
+        th, tw, ys, xs, ov = _tile_grid(hp, wp, self.tile, self.tile_overlap, m)
+        tiles = [(y, x0) for y in ys for x0 in xs]
+        tiled = len(tiles) > 1
+        out = torch.zeros(n, 3, hp * s, wp * s)
+        wsum = torch.zeros(hp * s, wp * s) if tiled else None
+        if tiled:
+            from gensr.inference.tiling import feather_window
+
+            wy = {y: feather_window(th * s, ov * s, y > 0, y + th < hp) for y in ys}
+            wx = {x0: feather_window(tw * s, ov * s, x0 > 0, x0 + tw < wp) for x0 in xs}
+
+        group = max(1, self.batch_size // n)  # tiles whose LR features are computed together
+        groups = [tiles[g0 : g0 + group] for g0 in range(0, len(tiles), group)]
+        total = sum(-(-(len(g) * n) // self.batch_size) for g in groups)
+        done = 0
+        for gtiles in groups:
+            lr_g = self._to_device(torch.cat([xp[:, :, y : y + th, x0 : x0 + tw] for y, x0 in gtiles]))
+            with self._autocast():
+                conds = model.conditions(lr_g)
+            items = [(t, i) for t in range(len(gtiles)) for i in range(n)]
+            for b0 in range(0, len(items), self.batch_size):
+                chunk = items[b0 : b0 + self.batch_size]
+                rows = torch.tensor([t for t, _ in chunk], device=self.device)
+                z_list = []
+                for (_, fh, fw), field in zip(shapes, fields, strict=True):
+                    crops = []
+                    for t, i in chunk:
+                        y, x0 = gtiles[t]
+                        ry = slice(y * fh // hp, (y + th) * fh // hp)
+                        rx = slice(x0 * fw // wp, (x0 + tw) * fw // wp)
+                        crops.append(field[i, :, ry, rx])
+                    z_list.append(self._to_device(torch.stack(crops)))
+                with self._autocast():
+                    sr = model.decode(
+                        lr_g.index_select(0, rows), z_list, heat=tau, conds=[c.index_select(0, rows) for c in conds]
+                    )
+                sr = sr.float().cpu()
+                for k, (t, i) in enumerate(chunk):
+                    y, x0 = gtiles[t]
+                    if tiled:
+                        weight = wy[y][:, None] * wx[x0][None, :]
+                        out[i, :, y * s : (y + th) * s, x0 * s : (x0 + tw) * s].addcmul_(sr[k], weight)
+                    else:
+                        out[i] = sr[k]
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        if tiled:
+            for y, x0 in tiles:
+                wsum[y * s : (y + th) * s, x0 * s : (x0 + tw) * s] += wy[y][:, None] * wx[x0][None, :]
+        if tiled:
+            out /= wsum
+        out = out[:, :, : h * s, : w * s]
+        return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).contiguous()
+
+
+def sample_sr(
+    lr: torch.Tensor | str | os.PathLike,
+    model: str | os.PathLike | nn.Module = "srflow",
+    *,
+    temperature: float | None = DEFAULT_TEMPERATURE,
+    num_samples: int = 1,
+    seed: int | None = None,
+    batch_size: int = 4,
+    tile: int = 0,
+    tile_overlap: int = 16,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """Draw ``num_samples`` SR images for one LR image with SRFlow -> (N, 3, s*h, s*w) float32 in [0, 1].
+
+    ``lr``: (1, 3, h, w) / (3, h, w) float tensor in [0, 1] or an image path; any h, w (reflect-padded to
+    the model's multiple and cropped back). ``temperature`` 0 gives the deterministic mean (all N
+    identical); None uses the model's ``config.heat``. Same ``seed`` -> same samples (sample i depends only
+    on the seed and i). ``tile`` > 0 decodes tiles of that many LR pixels (overlap ``tile_overlap``) that
+    crop one shared latent field and are feather-blended at the seams. See :class:`FlowSampler`.
+    """
+    sampler = FlowSampler(
+        model, device=device, precision=precision, batch_size=batch_size, tile=tile, tile_overlap=tile_overlap
+    )
+    return sampler.sample(lr, temperature=temperature, num_samples=num_samples, seed=seed)
