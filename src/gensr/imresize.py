@@ -18,14 +18,23 @@ numpy float inputs are computed in float64 without rounding.
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 Padding = Literal["symmetric", "replicate"]
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+
+
+def _is_tensor(x: Any) -> bool:
+    """True for a torch tensor, without importing torch (numpy-only callers stay fast to start)."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.Tensor)
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -112,7 +121,7 @@ def imresize(
         Same container type. Integer numpy input gives the same integer dtype (rounded after each pass);
         float numpy input gives float64; torch input gives a tensor of its dtype (unrounded, unclamped).
     """
-    if isinstance(img, torch.Tensor):
+    if _is_tensor(img):
         return _imresize_torch(img, scale, size, antialias, padding)
     return _imresize_numpy(np.asarray(img), scale, size, antialias, padding)
 
@@ -146,6 +155,8 @@ def _imresize_numpy(img: np.ndarray, scale, size, antialias: bool, padding: str)
 
 
 def _imresize_torch(img: torch.Tensor, scale, size, antialias: bool, padding: str) -> torch.Tensor:
+    import torch
+
     if img.dim() < 2:
         raise ValueError(f"expected a tensor (..., H, W), got shape {tuple(img.shape)}")
     if not img.is_floating_point():
@@ -168,7 +179,7 @@ def _imresize_torch(img: torch.Tensor, scale, size, antialias: bool, padding: st
 
 def modcrop(img: ArrayT, scale: int) -> ArrayT:
     """Crop the top-left ``H - H % scale`` x ``W - W % scale`` region (numpy (H, W[, C]) or torch (..., H, W))."""
-    if isinstance(img, torch.Tensor):
+    if _is_tensor(img):
         h, w = img.shape[-2:]
         return img[..., : h - h % scale, : w - w % scale]
     h, w = img.shape[:2]

@@ -27,18 +27,29 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from gensr.errors import GensrError
 from gensr.fileutil import atomic_path
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _is_tensor(x: Any) -> bool:
+    """True for a torch tensor, without importing torch (so numpy-only commands start fast)."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.Tensor)
+
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -125,6 +136,8 @@ class ImageData:
 
     def rgb_tensor(self) -> torch.Tensor:
         """(1, 3, H, W) float32 in [0, 1]; gray is replicated to three channels."""
+        import torch
+
         x = _int_to_float(self.pixels)
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
         if t.shape[0] == 1:
@@ -133,6 +146,8 @@ class ImageData:
 
     def alpha_tensor(self) -> torch.Tensor | None:
         """(1, 1, H, W) float32 in [0, 1], or None."""
+        import torch
+
         if self.alpha is None:
             return None
         return torch.from_numpy(_int_to_float(self.alpha)).reshape(1, 1, *self.alpha.shape)
@@ -681,9 +696,7 @@ def _png_filter(img: np.ndarray) -> bytes:
 
 
 def _png_chunk(ctype: bytes, body: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
 
 
 def _encode_png(samples: np.ndarray, level: int = 6) -> bytes:
@@ -826,9 +839,7 @@ def _decode_tiff16(data: bytes, tags: dict[int, tuple[int, ...]]):
     compression = _tag1(tags, 259, 1)
     method = _TIFF_COMPRESSION.get(compression)
     if method is None:
-        raise _FormatError(
-            f"compression {compression} is not supported for 16 bits (use none, LZW or Deflate)"
-        )
+        raise _FormatError(f"compression {compression} is not supported for 16 bits (use none, LZW or Deflate)")
     predictor = _tag1(tags, 317, 1)
     if predictor not in (1, 2):
         raise _FormatError(f"predictor {predictor} is not supported")
@@ -1026,6 +1037,8 @@ def tensor_to_pixels(t: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
 
     Values are clamped to [0, 1], scaled by 255 or 65535 and rounded half to even.
     """
+    import torch
+
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if t.dim() == 4:
@@ -1046,7 +1059,9 @@ _LUMA_601 = (0.299, 0.587, 0.114)
 
 def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: bool) -> np.ndarray:
     """The image argument of write_image -> (H, W, 1|3) uint8 / uint16."""
-    if isinstance(rgb, torch.Tensor):
+    import torch
+
+    if _is_tensor(rgb):
         t = rgb.detach().to(device="cpu", dtype=torch.float32)
         if t.dim() == 4:
             if t.shape[0] != 1:
@@ -1096,7 +1111,9 @@ def _rescale_int(a: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def _to_alpha(alpha, h: int, w: int, bit_depth: int) -> np.ndarray:
-    if isinstance(alpha, torch.Tensor):
+    import torch
+
+    if _is_tensor(alpha):
         t = alpha.detach().to(device="cpu", dtype=torch.float32)
         if t.numel() != h * w:
             raise ValueError(f"alpha has shape {tuple(alpha.shape)}, expected {h}x{w}")
@@ -1106,15 +1123,11 @@ def _to_alpha(alpha, h: int, w: int, bit_depth: int) -> np.ndarray:
         raise ValueError(f"alpha has shape {a.shape}, expected {h}x{w}")
     a = a.reshape(h, w)
     if a.dtype == np.bool_:
-        return np.where(a, 65535 if bit_depth == 16 else 255, 0).astype(
-            np.uint16 if bit_depth == 16 else np.uint8
-        )
+        return np.where(a, 65535 if bit_depth == 16 else 255, 0).astype(np.uint16 if bit_depth == 16 else np.uint8)
     if a.dtype in (np.uint8, np.uint16):
         return _rescale_int(a, bit_depth)
     if np.issubdtype(a.dtype, np.floating):
-        return tensor_to_pixels(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None], bit_depth)[
-            :, :, 0
-        ]
+        return tensor_to_pixels(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None], bit_depth)[:, :, 0]
     raise ValueError(f"unsupported alpha dtype {a.dtype}")
 
 
@@ -1144,8 +1157,7 @@ def write_image(
     fmt = _FORMATS.get(ext)
     if fmt is None:
         raise GensrError(
-            f"{p}: unknown image extension {p.suffix or '(none)'!r} "
-            f"(use one of {', '.join(IMAGE_EXTENSIONS)})"
+            f"{p}: unknown image extension {p.suffix or '(none)'!r} (use one of {', '.join(IMAGE_EXTENSIONS)})"
         )
     if bit_depth not in (None, 8, 16):
         raise GensrError(f"{p}: bit depth must be 8 or 16, got {bit_depth}")
