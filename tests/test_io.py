@@ -666,3 +666,13 @@ def test_list_images(tmp_path, monkeypatch):
         _one_line_naming(exc, name)
     with pytest.raises(GensrError, match="not an image"):
         read_image(odd)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    from gensr.fileutil import _umask
+
+    out = tmp_path / "perm.png"
+    write_image(out, np.zeros((4, 4, 3), np.uint8))
+    assert (os.stat(out).st_mode & 0o777) == (0o666 & ~_umask())
