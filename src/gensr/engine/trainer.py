@@ -41,8 +41,8 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.task = get_task_class(cfg.task)(cfg, self.dist)  # config errors surface here, before any file is written
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
-        self.task = get_task_class(cfg.task)(cfg, self.dist)
         self.schedulers = {
             k: build_scheduler(opt, cfg.schedule, cfg.train.total_iters)
             for k, opt in self.task.optimizers.items()
