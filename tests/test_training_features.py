@@ -113,3 +113,16 @@ def test_torchrun_ddp_matches_a_single_process_with_the_global_batch(tmp_path, h
     b = read_checkpoint(tmp_path / "ddp" / "run" / "model.safetensors").state_dict
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_schedules():
+    from gensr.engine.config import ScheduleSection
+    from gensr.engine.schedule import lr_factor
+
+    multi = ScheduleSection(kind="multistep", milestones=[10, 20], gamma=0.5)
+    assert [lr_factor(i, multi, 30) for i in (0, 9, 10, 19, 20, 29)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    one = ScheduleSection(kind="cosine")
+    assert lr_factor(0, one, 100) == 1.0 and abs(lr_factor(50, one, 100) - 0.5) < 1e-12
+    restarts = ScheduleSection(kind="cosine", periods=[40, 20])
+    assert all(lr_factor(i, one, 40) == lr_factor(i, restarts, 60) for i in range(40))
+    assert lr_factor(40, restarts, 60) == 1.0 and abs(lr_factor(50, restarts, 60) - 0.5) < 1e-12
