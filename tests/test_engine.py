@@ -137,3 +137,10 @@ def test_cli_yaml_with_unknown_key_exits_2(tmp_path, image_folder):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "momentum" in r.stderr and str(path) in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_starting_the_data_loader_does_not_touch_the_global_rng(tmp_path, image_folder):
+    trainer = Trainer(load_run_config(write_config(tmp_path, image_folder)))
+    state = torch.get_rng_state()
+    iter(trainer._train_loader())
+    assert torch.equal(state, torch.get_rng_state())

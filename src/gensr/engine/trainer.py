@@ -70,11 +70,15 @@ class Trainer:
             seed=self.cfg.seed,
         )
         sampler = ResumableSampler(d.batch_size, self.iteration, self.dist.rank, self.dist.world_size)
+        # A private generator: creating the loader's iterator must not draw from the global RNG, which tasks use
+        # (e.g. SRFlow's dequantisation noise) and which a resumed run restores exactly.
+        loader_rng = torch.Generator().manual_seed(self.cfg.seed)
         return DataLoader(
             dataset,
             batch_size=d.batch_size,
             sampler=sampler,
             num_workers=d.num_workers,
+            generator=loader_rng,
             pin_memory=self.dist.device.type == "cuda",
             persistent_workers=d.num_workers > 0,
             drop_last=True,
