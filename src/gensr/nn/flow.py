@@ -19,6 +19,7 @@ Layers: :class:`Squeeze2d`, :class:`ActNorm`, :class:`InvertibleConv1x1` (plain 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 from collections.abc import Iterator
@@ -214,7 +215,7 @@ def random_orthogonal(n: int, generator: torch.Generator | None = None) -> torch
     return q.float()
 
 
-class _InvConvBase(nn.Module):
+class _InvConvBase(nn.Module, abc.ABC):
     """Shared 1x1-conv mechanics: fp32 convolution and a cached float64 inverse for eval-mode decoding."""
 
     num_channels: int
@@ -224,11 +225,13 @@ class _InvConvBase(nn.Module):
         self._inv_cache: torch.Tensor | None = None
         self._inv_key: tuple | None = None
 
-    def get_weight(self) -> torch.Tensor:  # (C, C)
-        raise NotImplementedError
+    @abc.abstractmethod
+    def get_weight(self) -> torch.Tensor:
+        """The (C, C) weight."""
 
-    def logabsdet(self) -> torch.Tensor:  # scalar, float64
-        raise NotImplementedError
+    @abc.abstractmethod
+    def logabsdet(self) -> torch.Tensor:
+        """log|det W| as a float64 scalar."""
 
     def _cache_key(self) -> tuple:
         return tuple((t._version, t.data_ptr(), t.device, t.dtype) for t in self._state_tensors())

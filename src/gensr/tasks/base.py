@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from typing import Any
 
@@ -13,7 +14,7 @@ from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo, all_reduce_mean, unwrap
 
 
-class Task:
+class Task(abc.ABC):
     """Base class. Subclasses fill ``networks`` and ``optimizers`` and implement :meth:`train_step`.
 
     ``networks["g"]`` is the model that inference uses (exported, validated, EMA-averaged).
@@ -27,9 +28,9 @@ class Task:
         self.optimizers: dict[str, Optimizer] = {}
 
     # -- one step ---------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimisation step; returns scalars for logging, with ``skipped=1`` if the step was not applied."""
-        raise NotImplementedError
 
     # -- helpers for subclasses -------------------------------------------------------------------------------
     @property
