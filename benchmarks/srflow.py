@@ -29,47 +29,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
-import resource
 import statistics
 import sys
 import time
 
 import torch
+from benchcommon import current_rss_bytes, machine, max_rss_bytes, parse_size
 
 from gensr.imresize import imresize
 from gensr.inference.flow_sampling import FlowSampler
 from gensr.models.registry import build_model
 from gensr.nn.flow import CondAffineSeparatedAndCond, _InvConvBase
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'WxH' -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return h, w
-
-
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _max_rss_bytes() -> int:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb if sys.platform == "darwin" else kb * 1024
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}"
-    text += f", {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
-    return text
 
 
 def _sync(device: torch.device) -> None:
@@ -124,11 +94,11 @@ def bench_sampling(device: str, fast: bool, lr_hw: tuple[int, int], samples: int
     s = sampler.scale
     out_mp = lr_hw[0] * lr_hw[1] * s**2 / 1e6
 
-    rss_before = _current_rss_bytes()
+    rss_before = current_rss_bytes()
     t0 = time.perf_counter()
     sampler.sample(lr, temperature=0.9, num_samples=samples, seed=0)
     first_s = time.perf_counter() - t0
-    peak_cpu = max(0, _max_rss_bytes() - rss_before)
+    peak_cpu = max(0, max_rss_bytes() - rss_before)
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     times, cpu_times = [], []
@@ -181,11 +151,11 @@ def bench_training(device: str, fast: bool, batch: int, size: int, steps: int, c
         opt.step()
         return float(loss.detach())
 
-    rss_before = _current_rss_bytes()
+    rss_before = current_rss_bytes()
     t0 = time.perf_counter()
     step()  # ActNorm data init, cuDNN tuning / compilation
     first_s = time.perf_counter() - t0
-    peak_cpu = max(0, _max_rss_bytes() - rss_before)
+    peak_cpu = max(0, max_rss_bytes() - rss_before)
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     times, cpu_times, losses = [], [], []
@@ -215,8 +185,8 @@ def bench_training(device: str, fast: bool, batch: int, size: int, steps: int, c
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cpu-lr-size", type=_size, default=(24, 24), metavar="WxH", help="CPU LR (default 24x24)")
-    p.add_argument("--gpu-lr-size", type=_size, default=(256, 256), metavar="WxH", help="GPU LR (default 256x256)")
+    p.add_argument("--cpu-lr-size", type=parse_size, default=(24, 24), metavar="WxH", help="CPU LR (default 24x24)")
+    p.add_argument("--gpu-lr-size", type=parse_size, default=(256, 256), metavar="WxH", help="GPU LR (default 256x256)")
     p.add_argument("--samples", type=int, default=4, help="samples per image (default 4)")
     p.add_argument("--reps", type=int, default=1, help="timed repetitions on the CPU (default 1)")
     p.add_argument("--gpu-reps", type=int, default=5, help="timed repetitions on the GPU (default 5)")

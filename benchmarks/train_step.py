@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -37,27 +35,12 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    text = (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-    )
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
-    return text
+from benchcommon import machine, max_rss_bytes
 
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _max_rss_bytes() -> int:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb if sys.platform == "darwin" else kb * 1024
 
 
 def write_random_weights(folder: Path) -> tuple[Path, Path]:
@@ -139,7 +122,7 @@ def bench(g_path: Path, vgg_path: Path, device: str, mode: str, batch: int, patc
     if dev.type == "cuda":
         memory = f"{torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB (max allocated)"
     else:
-        peak = _max_rss_bytes()
+        peak = max_rss_bytes()
         memory = f"{peak / 2**30:.2f} GiB peak RSS (+{max(peak - rss0, 0) / 2**30:.2f} in the steps)"
     del task
     return {

@@ -21,44 +21,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import statistics
 import sys
 import time
 
 import torch
+from benchcommon import current_rss_bytes, machine, max_rss_bytes, parse_size
 
 from gensr.inference.upscale import Upscaler
 from gensr.models.registry import build_model
-
-
-def _size(text: str) -> tuple[int, int]:
-    """'WxH' -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return h, w
-
-
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _max_rss_bytes() -> int:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb if sys.platform == "darwin" else kb * 1024  # bytes on macOS, KiB on Linux
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
-    return text
 
 
 def _sync(device: torch.device) -> None:
@@ -80,11 +51,11 @@ def bench(
     x = torch.rand(1, 3, *hw)
     out_mp = hw[0] * hw[1] * up.scale**2 / 1e6
 
-    rss_before = _current_rss_bytes()
+    rss_before = current_rss_bytes()
     t0 = time.perf_counter()
     up.run(x)  # first call: cuDNN tuning / compilation; on the CPU, the measured peak
     first_s = time.perf_counter() - t0
-    peak_cpu = max(0, _max_rss_bytes() - rss_before)
+    peak_cpu = max(0, max_rss_bytes() - rss_before)
     for _ in range(warmup):
         up.run(x)
     if dev.type == "cuda":
@@ -130,8 +101,8 @@ def bench(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cpu-size", type=_size, default=(64, 64), metavar="WxH", help="CPU input (default 64x64)")
-    p.add_argument("--gpu-size", type=_size, default=(270, 480), metavar="WxH", help="GPU input (480x270)")
+    p.add_argument("--cpu-size", type=parse_size, default=(64, 64), metavar="WxH", help="CPU input (default 64x64)")
+    p.add_argument("--gpu-size", type=parse_size, default=(270, 480), metavar="WxH", help="GPU input (480x270)")
     p.add_argument("--reps", type=int, default=2, help="timed repetitions on the CPU (median reported)")
     p.add_argument("--gpu-reps", type=int, default=20, help="timed repetitions on the GPU")
     p.add_argument("--compile", action="store_true", help="also run the GPU case with torch.compile")
