@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from gensr.checkpoints.loader import load_model
-from gensr.data.datasets import load_rgb_uint8
 from gensr.imresize import imresize, modcrop
+from gensr.io import read_array
 from gensr.metrics.fidelity import lr_psnr, psnr, ssim
 
 SETS = ("Set5", "Set14", "BSD100")
@@ -44,9 +44,14 @@ def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[f
 
 @torch.no_grad()
 def run_model(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(lr.transpose(2, 0, 1).copy()).float().div(255)[None]
-    y = model(x)[0].clamp(0, 1).mul(255).round().byte()
-    return y.permute(1, 2, 0).numpy()
+    """(h, w, C) uint8 -> (sh, sw, C) uint8; a gray LR (C = 1) runs as RGB and the output is averaged back to
+    gray, as ``gensr upscale`` does."""
+    rgb = np.repeat(lr, 3, axis=2) if lr.shape[2] == 1 else lr
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float().div(255)[None]
+    y = model(x)[0].clamp(0, 1)
+    if lr.shape[2] == 1:
+        y = y.mean(0, keepdim=True)
+    return y.mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
 def evaluate(model_name: str, root: Path, scale: int) -> dict:
@@ -56,10 +61,10 @@ def evaluate(model_name: str, root: Path, scale: int) -> dict:
         rows_m, rows_b = [], []
         t0 = time.perf_counter()
         for path in sorted((root / name / "HR").glob("*.png")):
-            hr = modcrop(load_rgb_uint8(path), scale)
+            hr = modcrop(read_array(path), scale)  # gray stays gray (Set14 bridge): scored on its own values
             lr = imresize(hr, 1 / scale)
             rows_m.append(score(run_model(model, lr), hr, lr, scale))
-            rows_b.append(score(imresize(lr, float(scale)), hr, lr, scale))
+            rows_b.append(score(imresize(lr, float(scale)), hr, lr, scale))  # MATLAB imresize(lr, 4) on uint8
         m, b = np.mean(rows_m, axis=0), np.mean(rows_b, axis=0)
         results[name] = {
             "images": len(rows_m),
