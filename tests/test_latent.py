@@ -8,23 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from flow_helpers import tiny_srflow
 from gensr.errors import GensrError
 from gensr.imresize import imresize
 from gensr.inference import latent as L
 from gensr.inference.flow_sampling import sample_sr
 from gensr.models.srflow import SRFlowConfig, SRFlowNet
-from gensr.nn.flow import set_actnorm_initialized
-
-
-def tiny_srflow(seed: int = 0) -> SRFlowNet:
-    torch.manual_seed(seed)
-    model = SRFlowNet(SRFlowConfig(nb=2, nf=8, gc=4, K=2, hidden=8, rrdb_blocks=[0, 1]))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "invconv" not in name:
-                p.add_(torch.randn_like(p) * 0.05)
-    set_actnorm_initialized(model, True)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
