@@ -13,25 +13,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from gensr.data.datasets import SRTrainDataset
 from gensr.engine.config import load_run_config
 from gensr.engine.trainer import Trainer
 from gensr.errors import GensrError, NonFiniteLossError
+from image_helpers import write_smooth_images
 
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> Path:
     """Six smooth random 48x40 images (structure a tiny net can learn)."""
-    d = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[0:40, 0:48] / 8.0
-    for i in range(6):
-        f = rng.random((3, 3)) * 2
-        img = np.stack([np.sin(xx * f[c, 0] + yy * f[c, 1] + f[c, 2]) for c in range(3)], -1)
-        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(d / f"img{i}.png")
-    return d
+    return write_smooth_images(tmp_path_factory.mktemp("hr"), seed=1)
 
 
 def write_config(tmp_path: Path, hr: Path, **train) -> Path:
@@ -118,9 +111,7 @@ def test_config_errors(tmp_path, image_folder):
     with pytest.raises(GensrError, match="unknown key"):
         load_run_config(path, ["train.bogus=1"])
     with pytest.raises(GensrError, match="unknown key"):
-        load_run_config(path, ["model.config.bogus=1"]) and Trainer(
-            load_run_config(path, ["model.config.bogus=1"])
-        )
+        load_run_config(path, ["model.config.bogus=1"]) and Trainer(load_run_config(path, ["model.config.bogus=1"]))
     with pytest.raises(GensrError, match="not found"):
         load_run_config(tmp_path / "missing.yaml")
     cfg = load_run_config(path, ["model.config.bogus=1"])

@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from PIL import Image
 
 from gensr.data.datasets import SRTrainDataset
 from gensr.engine.config import load_run_config
@@ -23,6 +22,7 @@ from gensr.engine.distributed import DistInfo
 from gensr.engine.trainer import Trainer
 from gensr.errors import GensrError, NonFiniteLossError
 from gensr.nn.vgg import WEIGHTS_ENV
+from image_helpers import write_smooth_images
 
 REPO = Path(__file__).resolve().parent.parent
 VGG_CONVS = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
@@ -32,14 +32,7 @@ VGG_CHANNELS = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 5
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> Path:
     """Six smooth random 48x40 images."""
-    d = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(2)
-    yy, xx = np.mgrid[0:40, 0:48] / 8.0
-    for i in range(6):
-        f = rng.random((3, 3)) * 2
-        img = np.stack([np.sin(xx * f[c, 0] + yy * f[c, 1] + f[c, 2]) for c in range(3)], -1)
-        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(d / f"img{i}.png")
-    return d
+    return write_smooth_images(tmp_path_factory.mktemp("hr"), seed=2)
 
 
 @pytest.fixture(scope="module")
