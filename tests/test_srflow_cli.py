@@ -19,6 +19,7 @@ from gensr.checkpoints.gensr_format import save_checkpoint
 from gensr.cli import main
 from gensr.config import to_dict
 from gensr.io import read_array, write_image
+from gensr.metrics.fidelity import lr_psnr
 from gensr.models.srflow import SRFlowConfig, SRFlowNet
 from gensr.nn.flow import set_actnorm_initialized
 
@@ -108,6 +109,19 @@ def test_sample_names_seeds_and_temperature_zero(work, capsys):
     assert np.array_equal(t0[0], t0[1]) and np.array_equal(t0[0], t0[2])
 
 
+def test_sample_lr_consistency_option(work, capsys):
+    """--lr-consistency K back-projects every sample: the same seed, and a much smaller LR residual."""
+    lr1 = work / "lr" / "babyx4.png"
+    args = ("sample", lr1, "-m", work / "tiny.safetensors", "-n", "2", "--seed", "3", "-q")
+    ok(capsys, *args, "-o", work / "raw")
+    ok(capsys, *args, "--lr-consistency", "5", "-o", work / "bp")
+    lr = read_array(lr1)
+    for i in range(2):
+        name = f"babyx4_t0.90_s{i:03d}.png"
+        raw, bp = read_array(work / "raw" / name), read_array(work / "bp" / name)
+        assert lr_psnr(bp, lr, 4) > lr_psnr(raw, lr, 4) + 5
+
+
 def test_sample_bad_inputs_exit_2_without_output(work, capsys):
     res = gensr("sample", "lr/nothere.png", "-m", "tiny.safetensors", "-o", "bad1", cwd=work)
     assert res.returncode == 2 and "nothere.png" in one_error_line(res.stderr)
@@ -117,6 +131,7 @@ def test_sample_bad_inputs_exit_2_without_output(work, capsys):
         (["-t", "-1"], "temperature"),
         (["--tile", "4", "--tile-overlap", "4"], "overlap"),
         (["--batch-size", "0"], "batch size"),
+        (["--lr-consistency", "-2"], "--lr-consistency"),
     ]
     for extra, word in cases:
         code, _, err = run_main(

@@ -47,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="autocast dtype of the convolutions on CUDA (flow arithmetic stays fp32; default fp32)",
     )
+    p.add_argument(
+        "--lr-consistency",
+        type=int,
+        default=0,
+        metavar="K",
+        help="post-process each sample with K back-projection passes so that its bicubic downscale matches the "
+        "LR (default 0 = raw model output)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--ext", choices=EXTS, default="png", help="output format (default png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -69,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise GensrError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.temperature is not None:
         check_temperature(args.temperature)
+    if args.lr_consistency < 0:
+        raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
     if args.seed is not None and args.seed < 0:
         raise GensrError(f"--seed must be >= 0, got {args.seed}")
     out = Path(args.output).expanduser()
@@ -102,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"seed {seed}, temperature {tau:.2f}, {args.num_samples} sample(s) per image", file=sys.stderr)
     for f, img, ts in zip(files, images, targets, strict=True):
         start = time.perf_counter()
-        result = sampler.sample(img.rgb_tensor(), temperature=tau, num_samples=args.num_samples, seed=seed)
+        result = sampler.sample(
+            img.rgb_tensor(),
+            temperature=tau,
+            num_samples=args.num_samples,
+            seed=seed,
+            lr_consistency=args.lr_consistency,
+        )
         depth = img.bit_depth if args.ext in ("png", "tif") else 8
         for i, t in enumerate(ts):
             write_image(t, result[i : i + 1], bit_depth=depth)

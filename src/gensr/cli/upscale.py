@@ -96,6 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="bicubic",
         help="how the transparency channel is upscaled (default bicubic; 'model' costs a second pass)",
     )
+    p.add_argument(
+        "--lr-consistency",
+        type=int,
+        default=0,
+        metavar="K",
+        help="post-process with K back-projection passes so that the output's bicubic downscale matches the "
+        "input (default 0 = raw model output)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
 
@@ -148,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     from gensr.inference.upscale import Upscaler
     from gensr.io import list_images, read_image, write_image
 
+    if args.lr_consistency < 0:
+        raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
     files = list_images(args.inputs)
     out = Path(args.output).expanduser()
     as_folder, targets = _plan_outputs(files, out, args.suffix, args.ext)
@@ -189,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
         x = img.rgb_tensor()[:, :1] if img.is_gray else img.rgb_tensor()
         n_tiles = upscaler.tiles_for(h, w) * (2 if img.has_alpha and args.alpha_upsampler == "model" else 1)
         with tqdm(total=n_tiles, desc=f.name, unit="tile", leave=False, disable=no_bars or n_tiles < 2) as tiles:
-            result = upscaler.run(x, outscale=args.outscale, progress=_Progress(tiles))
+            result = upscaler.run(
+                x, outscale=args.outscale, progress=_Progress(tiles), lr_consistency=args.lr_consistency
+            )
             alpha = None
             if img.has_alpha:
                 alpha = upscaler.run_alpha(

@@ -257,11 +257,13 @@ class FlowSampler:
         num_samples: int = 1,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        lr_consistency: int = 0,
     ) -> torch.Tensor:
         """``num_samples`` SR samples of one LR image -> (N, 3, s*h, s*w) float32 CPU in [0, 1].
 
         ``temperature`` None uses the model's ``config.heat`` (0.9 for the released models).
-        ``progress(done, total)`` is called after every decoder batch.
+        ``progress(done, total)`` is called after every decoder batch. ``lr_consistency`` > 0 applies that
+        many back-projection passes to every sample (:mod:`gensr.inference.consistency`; off by default).
         """
         tau = self.default_temperature if temperature is None else check_temperature(temperature)
         if int(num_samples) < 1:
@@ -328,7 +330,12 @@ class FlowSampler:
         if tiled:
             out /= wsum
         out = out[:, :, : h * s, : w * s]
-        return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).contiguous()
+        out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).contiguous()
+        if lr_consistency:
+            from gensr.inference.consistency import enforce_lr_consistency
+
+            out = enforce_lr_consistency(out, x, s, lr_consistency)
+        return out
 
 
 def sample_sr(
@@ -343,6 +350,7 @@ def sample_sr(
     tile_overlap: int = 16,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    lr_consistency: int = 0,
 ) -> torch.Tensor:
     """Draw ``num_samples`` SR images for one LR image with SRFlow -> (N, 3, s*h, s*w) float32 in [0, 1].
 
@@ -350,9 +358,12 @@ def sample_sr(
     the model's multiple and cropped back). ``temperature`` 0 gives the deterministic mean (all N
     identical); None uses the model's ``config.heat``. Same ``seed`` -> same samples (sample i depends only
     on the seed and i). ``tile`` > 0 decodes tiles of that many LR pixels (overlap ``tile_overlap``) that
-    crop one shared latent field and are feather-blended at the seams. See :class:`FlowSampler`.
+    crop one shared latent field and are feather-blended at the seams. ``lr_consistency`` > 0 back-projects
+    the LR residual that many times (:mod:`gensr.inference.consistency`). See :class:`FlowSampler`.
     """
     sampler = FlowSampler(
         model, device=device, precision=precision, batch_size=batch_size, tile=tile, tile_overlap=tile_overlap
     )
-    return sampler.sample(lr, temperature=temperature, num_samples=num_samples, seed=seed)
+    return sampler.sample(
+        lr, temperature=temperature, num_samples=num_samples, seed=seed, lr_consistency=lr_consistency
+    )

@@ -249,9 +249,12 @@ class Upscaler:
         x: torch.Tensor,
         outscale: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        lr_consistency: int = 0,
     ) -> torch.Tensor:
         """Upscale (1, C, H, W) float ``x`` in [0, 1] (C = 3; 1 is replicated and averaged back).
 
+        ``lr_consistency`` > 0 back-projects the LR residual into the x``scale`` output that many times before
+        any ``outscale`` resize (:mod:`gensr.inference.consistency`; off by default).
         Returns a (1, C, H', W') float32 CPU tensor clamped to [0, 1], H' = scale * H or round(outscale * H).
         """
         if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
@@ -264,15 +267,23 @@ class Upscaler:
         gray = x.shape[1] == 1
         x = x.detach().float().cpu()
         target = None if outscale is None else (max(1, round(outscale * h)), max(1, round(outscale * w)))
-        if self.bicubic:
+        if lr_consistency < 0:
+            raise GensrError(f"--lr-consistency must be >= 0, got {lr_consistency}")
+        if self.bicubic and not lr_consistency:
             size = target or (h * self.scale, w * self.scale)
-            out = self._resize(x, size)  # one resize straight to the final size
+            return self._resize(x, size).clamp_(0.0, 1.0)  # one resize straight to the final size
+        if self.bicubic:
+            out = self._resize(x, (h * self.scale, w * self.scale))
         else:
             out = self._network(x.expand(1, 3, h, w) if gray else x, progress)
             if gray:
                 out = out.mean(dim=1, keepdim=True)
-            if target is not None:
-                out = self._resize(out, target)
+        if lr_consistency:
+            from gensr.inference.consistency import enforce_lr_consistency
+
+            out = enforce_lr_consistency(out.clamp(0.0, 1.0), x, self.scale, lr_consistency)
+        if target is not None:
+            out = self._resize(out, target)
         return out.clamp_(0.0, 1.0)
 
     def run_alpha(
@@ -304,6 +315,7 @@ def upscale(
     interp_with: str | os.PathLike | None = None,
     alpha: float = 0.8,
     batch_size: int = 4,
+    lr_consistency: int = 0,
 ) -> torch.Tensor:
     """Super-resolve one image; returns a (1, 3, sH, sW) float32 CPU tensor clamped to [0, 1].
 
@@ -312,6 +324,7 @@ def upscale(
     use ``gensr upscale`` or :class:`Upscaler` for alpha). ``model`` is "default", a shipped name, a
     checkpoint path, an ``nn.Module`` or "bicubic" (MATLAB bicubic by ``scale``, default 4). ``outscale``
     resizes the result to ``round(outscale * H)`` with MATLAB bicubic (Real-ESRGAN uses LANCZOS4 there).
+    ``lr_consistency`` > 0: that many back-projection passes (see :meth:`Upscaler.run`).
     See :class:`Upscaler` for the other arguments.
     """
     if isinstance(image, (str, os.PathLike)):
@@ -333,5 +346,5 @@ def upscale(
         alpha=alpha,
         batch_size=batch_size,
     )
-    out = upscaler.run(x, outscale=outscale)
+    out = upscaler.run(x, outscale=outscale, lr_consistency=lr_consistency)
     return out.squeeze(0) if squeeze else out
