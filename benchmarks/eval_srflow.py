@@ -1,0 +1,150 @@
+"""SRFlow on Set5, Set14 and BSD100: fidelity of the mean and of samples, LR consistency and diversity.
+
+For every HR image (mod-cropped; LR made with the MATLAB-exact bicubic, as in ``eval_sr.py``):
+
+* **mean**: the tau = 0 output (all latents zero) -> Y-PSNR / SSIM (border = scale) and LR-PSNR (RGB);
+* **samples**: ``--samples`` (10) draws at ``--temperature`` (0.9), seed = image index -> Y-PSNR / SSIM and
+  LR-PSNR averaged over the samples, the best single sample's Y-PSNR, and the diversity across the samples:
+  ``pixel_std`` (mean per-pixel std, grey levels) and the NTIRE score with pixel-space distance maps
+  (``gensr.metrics.diversity``);
+* with ``--lr-consistency K`` (default 5; 0 = off) also the same samples after K back-projection passes
+  (``gensr.inference.consistency``, a post-processing step, not the model): Y-PSNR / SSIM and LR-PSNR.
+
+Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
+back to gray, as ``gensr sample`` does. Figures are means over the images of a set.
+
+    python benchmarks/eval_srflow.py --model srflow                  # prints a Markdown table
+    python benchmarks/eval_srflow.py --model run/model.safetensors --sets Set5 --json scores.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchcommon import machine
+from eval_sr import SETS, default_root, score
+
+from gensr.imresize import imresize, modcrop
+from gensr.inference.consistency import enforce_lr_consistency
+from gensr.inference.flow_sampling import FlowSampler
+from gensr.io import read_array
+from gensr.metrics.diversity import ntire_diversity_score, pixel_distance_maps, pixel_std
+
+
+def to_uint8(batch: torch.Tensor, gray: bool) -> list[np.ndarray]:
+    """(N, 3, H, W) float in [0, 1] -> N (H, W, C) uint8 arrays (C = 1 when ``gray``)."""
+    if gray:
+        batch = batch.mean(1, keepdim=True)
+    arr = batch.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    return list(arr)
+
+
+def evaluate_image(
+    sampler: FlowSampler, hr: np.ndarray, scale: int, temperature: float, samples: int, seed: int, bp: int = 0
+) -> dict[str, float]:
+    """Scores of one mod-cropped HR image (H, W, C) uint8; see the module docstring."""
+    lr = imresize(hr, 1 / scale)
+    gray = lr.shape[2] == 1
+    rgb = np.repeat(lr, 3, axis=2) if gray else lr
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float().div(255)[None]
+    mean = to_uint8(sampler.sample(x, temperature=0.0, num_samples=1, seed=seed), gray)[0]
+    raw = sampler.sample(x, temperature=temperature, num_samples=samples, seed=seed)
+    draws = to_uint8(raw, gray)
+    m = score(mean, hr, lr, scale)
+    s = np.array([score(d, hr, lr, scale) for d in draws])
+    row = {
+        "mean_psnr_y": m[0],
+        "mean_ssim_y": m[1],
+        "mean_lr_psnr": m[2],
+        "sample_psnr_y": float(s[:, 0].mean()),
+        "sample_ssim_y": float(s[:, 1].mean()),
+        "sample_lr_psnr": float(s[:, 2].mean()),
+        "best_sample_psnr_y": float(s[:, 0].max()),
+    }
+    if samples >= 2:
+        row["pixel_std"] = pixel_std(draws)
+        row["ntire_pixel_diversity"] = ntire_diversity_score(pixel_distance_maps(draws, hr))
+    if bp:
+        fixed = to_uint8(enforce_lr_consistency(raw, x, scale, bp), gray)
+        f = np.array([score(d, hr, lr, scale) for d in fixed])
+        row.update(bp_psnr_y=float(f[:, 0].mean()), bp_ssim_y=float(f[:, 1].mean()), bp_lr_psnr=float(f[:, 2].mean()))
+    return row
+
+
+def evaluate(
+    model: str,
+    root: Path,
+    sets: list[str],
+    scale: int,
+    temperature: float,
+    samples: int,
+    batch_size: int,
+    bp: int = 0,
+) -> dict:
+    sampler = FlowSampler(model, device="cpu" if not torch.cuda.is_available() else None, batch_size=batch_size)
+    if sampler.scale != scale:
+        raise SystemExit(f"{model}: an x{sampler.scale} model, but --scale is {scale}")
+    results: dict = {}
+    for name in sets:
+        rows = []
+        t0 = time.perf_counter()
+        for i, path in enumerate(sorted((root / name / "HR").glob("*.png"))):
+            hr = modcrop(read_array(path), scale)
+            rows.append(evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp))
+        results[name] = {"images": len(rows), "seconds": time.perf_counter() - t0}
+        results[name].update({k: float(np.mean([r[k] for r in rows])) for k in rows[0]})
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="srflow", help="shipped name or SRFlow checkpoint")
+    ap.add_argument("--datasets", type=Path, default=default_root())
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--temperature", type=float, default=0.9)
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=10, help="decoder passes per forward")
+    ap.add_argument("--lr-consistency", type=int, default=5, metavar="K", help="back-projection passes (0 = off)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    res = evaluate(
+        args.model,
+        args.datasets,
+        args.sets,
+        args.scale,
+        args.temperature,
+        args.samples,
+        args.batch_size,
+        args.lr_consistency,
+    )
+    print(f"model {args.model}, x{args.scale}, tau {args.temperature}, {args.samples} samples; {machine()}")
+    print(
+        "| set | images | mean Y-PSNR / SSIM | mean LR-PSNR | sample Y-PSNR / SSIM | best-of-N Y-PSNR "
+        "| sample LR-PSNR | pixel std | NTIRE pixel div. |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in res.items():
+        print(
+            f"| {name} | {r['images']} | {r['mean_psnr_y']:.2f} / {r['mean_ssim_y']:.4f} | {r['mean_lr_psnr']:.2f}"
+            f" | {r['sample_psnr_y']:.2f} / {r['sample_ssim_y']:.4f} | {r['best_sample_psnr_y']:.2f}"
+            f" | {r['sample_lr_psnr']:.2f} | {r.get('pixel_std', float('nan')):.2f}"
+            f" | {r.get('ntire_pixel_diversity', float('nan')):.2f} |"
+        )
+    if args.lr_consistency:
+        print(f"\nthe same samples after {args.lr_consistency} back-projection passes (post-processing):")
+        print("| set | sample Y-PSNR / SSIM | sample LR-PSNR |")
+        print("|---|---|---|")
+        for name, r in res.items():
+            print(f"| {name} | {r['bp_psnr_y']:.2f} / {r['bp_ssim_y']:.4f} | {r['bp_lr_psnr']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
