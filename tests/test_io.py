@@ -18,9 +18,11 @@ from gensr.io import (
     IMAGE_EXTENSIONS,
     ImageData,
     list_images,
+    png16,
     read_array,
     read_image,
     tensor_to_pixels,
+    tiff16,
     write_image,
 )
 
@@ -74,15 +76,15 @@ def png_bytes(samples: np.ndarray, ftypes=(0, 1, 2, 3, 4), interlace=False, extr
     img = raw.reshape(h, w, c * depth // 8)
     if interlace:
         data = b""
-        for x0, y0, dx, dy in gio._ADAM7:
+        for x0, y0, dx, dy in png16._ADAM7:
             sub = img[y0::dy, x0::dx]
             if sub.size:
                 data += _filter_rows(np.ascontiguousarray(sub), list(ftypes))
     else:
         data = _filter_rows(img, list(ftypes))
     ihdr = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlace))
-    chunks = [gio._png_chunk(b"IHDR", ihdr), *extra_chunks, gio._png_chunk(b"IDAT", zlib.compress(data))]
-    return gio._PNG_SIGNATURE + b"".join(chunks) + gio._png_chunk(b"IEND", b"")
+    chunks = [png16._png_chunk(b"IHDR", ihdr), *extra_chunks, png16._png_chunk(b"IDAT", zlib.compress(data))]
+    return png16._PNG_SIGNATURE + b"".join(chunks) + png16._png_chunk(b"IEND", b"")
 
 
 # ---- basics -----------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def test_png_decoder_all_filters(dtype, channels, interlace):
     samples = rand((13, 11, channels), dtype)
     for ftypes in [(0,), (1,), (2,), (3,), (4,), (4, 3, 2, 1, 0)]:
         data = png_bytes(samples, ftypes, interlace=interlace)
-        pixels, alpha, orientation = gio._decode_png(data)
+        pixels, alpha, orientation = png16._decode_png(data)
         if channels in (2, 4):
             np.testing.assert_array_equal(pixels, samples[:, :, :-1])
             np.testing.assert_array_equal(alpha, samples[:, :, -1])
@@ -191,7 +193,7 @@ def test_png_decoder_matches_pillow_on_pillow_files():
     img = np.concatenate([smooth_rgb(40, 50), rand((40, 50, 3))], axis=0)
     buf = _io.BytesIO()
     Image.fromarray(img).save(buf, "PNG")
-    pixels, alpha, _ = gio._decode_png(buf.getvalue())
+    pixels, alpha, _ = png16._decode_png(buf.getvalue())
     np.testing.assert_array_equal(pixels, img)
 
 
@@ -203,8 +205,8 @@ def test_read_png16_written_elsewhere(tmp_path, monkeypatch, channels, interlace
     path = tmp_path / "x.png"
     path.write_bytes(png_bytes(samples, (4, 3, 1, 2, 0), interlace=interlace))
     calls = []
-    real = gio._png_inflate_unfilter
-    monkeypatch.setattr(gio, "_png_inflate_unfilter", lambda *a: calls.append(1) or real(*a))
+    real = png16._png_inflate_unfilter
+    monkeypatch.setattr(png16, "_png_inflate_unfilter", lambda *a: calls.append(1) or real(*a))
     img = read_image(path)
     np.testing.assert_array_equal(img.pixels, samples[:, :, : 1 if channels == 2 else 3])
     np.testing.assert_array_equal(img.alpha, samples[:, :, -1] if channels in (2, 4) else None)
@@ -217,10 +219,10 @@ def test_png16_fast_path_is_verified(tmp_path, monkeypatch):
     samples = rand((20, 30, 3), np.uint16)
     path = tmp_path / "x.png"
     path.write_bytes(png_bytes(samples, (4,)))
-    monkeypatch.setitem(gio._PILLOW_LOW_BYTE_RAWMODE, "RGB;16B", "RGB;16B")  # would repeat the high bytes
+    monkeypatch.setitem(png16._PILLOW_LOW_BYTE_RAWMODE, "RGB;16B", "RGB;16B")  # would repeat the high bytes
     calls = []
-    real = gio._png_inflate_unfilter
-    monkeypatch.setattr(gio, "_png_inflate_unfilter", lambda *a: calls.append(1) or real(*a))
+    real = png16._png_inflate_unfilter
+    monkeypatch.setattr(png16, "_png_inflate_unfilter", lambda *a: calls.append(1) or real(*a))
     np.testing.assert_array_equal(read_image(path).pixels, samples)
     assert calls == [1]
 
@@ -229,7 +231,7 @@ def test_png16_gray_transparency(tmp_path):
     px = rand((5, 6, 1), np.uint16)
     px[1, 2] = 4321
     path = tmp_path / "g.png"
-    path.write_bytes(png_bytes(px, (4,), extra_chunks=[gio._png_chunk(b"tRNS", struct.pack(">H", 4321))]))
+    path.write_bytes(png_bytes(px, (4,), extra_chunks=[png16._png_chunk(b"tRNS", struct.pack(">H", 4321))]))
     img = read_image(path)
     assert img.is_gray and img.bit_depth == 16
     np.testing.assert_array_equal(img.pixels, px)
@@ -239,10 +241,10 @@ def test_png16_gray_transparency(tmp_path):
 def test_png16_transparency_chunk_and_exif(tmp_path):
     px = rand((6, 7, 3), np.uint16)
     px[2, 3] = (1000, 2000, 3000)
-    trns = gio._png_chunk(b"tRNS", struct.pack(">3H", 1000, 2000, 3000))
+    trns = png16._png_chunk(b"tRNS", struct.pack(">3H", 1000, 2000, 3000))
     exif = Image.Exif()
     exif[0x0112] = 8
-    exif_chunk = gio._png_chunk(b"eXIf", exif.tobytes())
+    exif_chunk = png16._png_chunk(b"eXIf", exif.tobytes())
     path = tmp_path / "t.png"
     path.write_bytes(png_bytes(px, (4,), extra_chunks=[trns, exif_chunk]))
     img = read_image(path)
@@ -299,7 +301,7 @@ def test_tiff_8bit_read_write(tmp_path, channels, with_alpha):
 @pytest.mark.parametrize("planar", [False, True])
 def test_tiff16_decoder_variants(tmp_path, byteorder, compression, predictor, planar):
     samples = rand((70, 9, 4), np.uint16)
-    data = gio._encode_tiff16(
+    data = tiff16._encode_tiff16(
         samples,
         has_alpha=True,
         compression=compression,
@@ -317,7 +319,7 @@ def test_tiff16_decoder_variants(tmp_path, byteorder, compression, predictor, pl
 def test_tiff16_premultiplied_alpha(tmp_path):
     rgb = np.array([[[1000, 2000, 30000], [5, 6, 7]]], np.uint16)
     alpha = np.array([[32768, 0]], np.uint16)
-    data = gio._encode_tiff16(np.concatenate([rgb, alpha[:, :, None]], 2), has_alpha=True)
+    data = tiff16._encode_tiff16(np.concatenate([rgb, alpha[:, :, None]], 2), has_alpha=True)
     extra = struct.pack("<HHIH", 338, 3, 1, 2)
     assert data.count(extra) == 1
     data = data.replace(extra, struct.pack("<HHIH", 338, 3, 1, 1))  # ExtraSamples: associated alpha
@@ -337,17 +339,17 @@ def test_tiff_lzw_decoder_against_libtiff(tmp_path):
     path = tmp_path / "g.tif"
     Image.fromarray(g16).save(path, compression="tiff_lzw")
     with open(path, "rb") as f:
-        tags = gio._tiff_first_ifd(f)
-    pixels, alpha = gio._decode_tiff16(path.read_bytes(), tags)
+        tags = tiff16._tiff_first_ifd(f)
+    pixels, alpha = tiff16._decode_tiff16(path.read_bytes(), tags)
     np.testing.assert_array_equal(pixels[:, :, 0], g16)
     big = np.tile(smooth_rgb(64, 64), (4, 4, 1))
     path8 = tmp_path / "rgb8.tif"
     Image.fromarray(big).save(path8, compression="tiff_lzw")
     with open(path8, "rb") as f:
-        tags = gio._tiff_first_ifd(f)
+        tags = tiff16._tiff_first_ifd(f)
     data = path8.read_bytes()
     decoded = b"".join(
-        gio._lzw_decode(data[o : o + n], 1 << 30) for o, n in zip(tags[273], tags[279], strict=True)
+        tiff16._lzw_decode(data[o : o + n], 1 << 30) for o, n in zip(tags[273], tags[279], strict=True)
     )
     assert decoded[: big.size] == big.tobytes()
 
@@ -557,13 +559,13 @@ def test_read_errors(tmp_path):
 def test_pixel_limit_checked_before_decoding(tmp_path, monkeypatch):
     # A header claiming 100000 x 100000 pixels with almost no data: refused on the header alone.
     ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-    bomb = gio._PNG_SIGNATURE + gio._png_chunk(b"IHDR", ihdr) + gio._png_chunk(b"IDAT", zlib.compress(b""))
-    (tmp_path / "bomb.png").write_bytes(bomb + gio._png_chunk(b"IEND", b""))
+    bomb = png16._PNG_SIGNATURE + png16._png_chunk(b"IHDR", ihdr) + png16._png_chunk(b"IDAT", zlib.compress(b""))
+    (tmp_path / "bomb.png").write_bytes(bomb + png16._png_chunk(b"IEND", b""))
     with pytest.raises(GensrError, match=r"bomb\.png.*over the limit of 268,435,456") as exc:
         read_image(tmp_path / "bomb.png")
     _one_line_naming(exc, "bomb.png")
     ihdr16 = struct.pack(">IIBBBBB", 100000, 100000, 16, 2, 0, 0, 0)
-    (tmp_path / "bomb16.png").write_bytes(gio._PNG_SIGNATURE + gio._png_chunk(b"IHDR", ihdr16))
+    (tmp_path / "bomb16.png").write_bytes(png16._PNG_SIGNATURE + png16._png_chunk(b"IHDR", ihdr16))
     with pytest.raises(GensrError, match=r"bomb16\.png.*over the limit"):
         read_image(tmp_path / "bomb16.png")
 
