@@ -23,7 +23,7 @@ import torch
 
 from gensr.checkpoints.loader import load_model
 from gensr.imresize import imresize, modcrop
-from gensr.io import read_array
+from gensr.io import pixels_to_tensor, read_array, tensor_to_pixels
 from gensr.metrics.fidelity import lr_psnr, psnr, ssim
 
 SETS = ("Set5", "Set14", "BSD100")
@@ -47,11 +47,10 @@ def run_model(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
     """(h, w, C) uint8 -> (sh, sw, C) uint8; a gray LR (C = 1) runs as RGB and the output is averaged back to
     gray, as ``gensr upscale`` does."""
     rgb = np.repeat(lr, 3, axis=2) if lr.shape[2] == 1 else lr
-    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float().div(255)[None]
-    y = model(x)[0].clamp(0, 1)
+    y = model(pixels_to_tensor(rgb)).clamp(0, 1)
     if lr.shape[2] == 1:
-        y = y.mean(0, keepdim=True)
-    return y.mul(255).round().byte().permute(1, 2, 0).numpy()
+        y = y.mean(1, keepdim=True)
+    return tensor_to_pixels(y)
 
 
 def evaluate(model_name: str, root: Path, scale: int) -> dict:

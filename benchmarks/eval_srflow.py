@@ -32,7 +32,7 @@ from eval_sr import SETS, default_root, score
 from gensr.imresize import imresize, modcrop
 from gensr.inference.consistency import enforce_lr_consistency
 from gensr.inference.flow_sampling import FlowSampler
-from gensr.io import read_array
+from gensr.io import pixels_to_tensor, read_array, tensor_to_pixels
 from gensr.metrics.diversity import ntire_diversity_score, pixel_distance_maps, pixel_std
 
 
@@ -40,8 +40,7 @@ def to_uint8(batch: torch.Tensor, gray: bool) -> list[np.ndarray]:
     """(N, 3, H, W) float in [0, 1] -> N (H, W, C) uint8 arrays (C = 1 when ``gray``)."""
     if gray:
         batch = batch.mean(1, keepdim=True)
-    arr = batch.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
-    return list(arr)
+    return [tensor_to_pixels(t) for t in batch]
 
 
 def evaluate_image(
@@ -51,7 +50,7 @@ def evaluate_image(
     lr = imresize(hr, 1 / scale)
     gray = lr.shape[2] == 1
     rgb = np.repeat(lr, 3, axis=2) if gray else lr
-    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float().div(255)[None]
+    x = pixels_to_tensor(rgb)
     mean = to_uint8(sampler.sample(x, temperature=0.0, num_samples=1, seed=seed), gray)[0]
     raw = sampler.sample(x, temperature=temperature, num_samples=samples, seed=seed)
     draws = to_uint8(raw, gray)
@@ -86,7 +85,7 @@ def evaluate(
     batch_size: int,
     bp: int = 0,
 ) -> dict:
-    sampler = FlowSampler(model, device="cpu" if not torch.cuda.is_available() else None, batch_size=batch_size)
+    sampler = FlowSampler(model, batch_size=batch_size)
     if sampler.scale != scale:
         raise SystemExit(f"{model}: an x{sampler.scale} model, but --scale is {scale}")
     results: dict = {}

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from gensr.checkpoints.loader import load_model
 from gensr.imresize import imresize, modcrop
 from gensr.inference.flow_sampling import FlowSampler
-from gensr.io import read_array, write_image
+from gensr.io import pixels_to_tensor, read_array, tensor_to_pixels, write_image
 
 # (set, image, top, left) of each HR crop; CROP x CROP HR pixels (multiples of 4)
 CROPS = (("Set14", "baboon", 300, 24), ("Set14", "zebra", 72, 292), ("BSD100", "8023", 120, 180))
@@ -84,14 +84,14 @@ def srflow_figure(root: Path, srflow_model: str, esrgan_model: str, temperature:
     rows = []
     for set_name, image, top, left in SRFLOW_CROPS:
         hr, lr = load_case(root, set_name, image)
-        x = torch.from_numpy(lr.transpose(2, 0, 1).copy()).float().div(255)[None]
+        x = pixels_to_tensor(lr)
         mean = sampler.sample(x, temperature=0.0, seed=0)
         draws = sampler.sample(x, temperature=temperature, num_samples=10, seed=0)
-        as_u8 = draws.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        as_u8 = np.stack([tensor_to_pixels(d) for d in draws])
         std = np.clip(as_u8.astype(np.float64).std(axis=0).mean(axis=2) * 4, 0, 255).astype(np.uint8)
         outs = [
             imresize(lr, 4.0),
-            mean[0].mul(255).round().byte().permute(1, 2, 0).numpy(),
+            tensor_to_pixels(mean),
             *as_u8[:3],
             np.repeat(std[:, :, None], 3, axis=2),
             run_model(gan_net, lr),

@@ -18,6 +18,7 @@ from gensr.io import (
     IMAGE_EXTENSIONS,
     ImageData,
     list_images,
+    pixels_to_tensor,
     png16,
     read_array,
     read_image,
@@ -463,6 +464,10 @@ def test_tensors_and_exact_16bit_roundtrip():
     np.testing.assert_array_equal(tensor_to_pixels(t8), px8)
     np.testing.assert_array_equal(tensor_to_pixels(t8[0]), px8)
     assert ImageData(px8).alpha_tensor() is None
+    # pixels_to_tensor keeps the channel count and is the exact inverse of tensor_to_pixels
+    assert torch.equal(pixels_to_tensor(px8), t8)
+    assert pixels_to_tensor(px[:, :, 0]).shape == (1, 1, 256, 256)
+    np.testing.assert_array_equal(tensor_to_pixels(pixels_to_tensor(px), 16), px)
 
 
 def test_tensor_to_pixels_clamps_and_rounds():

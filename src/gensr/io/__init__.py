@@ -70,6 +70,7 @@ __all__ = [
     "max_pixels_limit",
     "read_array",
     "read_image",
+    "pixels_to_tensor",
     "tensor_to_pixels",
     "write_image",
 ]
@@ -139,13 +140,8 @@ class ImageData:
 
     def rgb_tensor(self) -> torch.Tensor:
         """(1, 3, H, W) float32 in [0, 1]; gray is replicated to three channels."""
-        import torch
-
-        x = _int_to_float(self.pixels)
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-        if t.shape[0] == 1:
-            t = t.expand(3, -1, -1).contiguous()
-        return t.unsqueeze(0)
+        t = pixels_to_tensor(self.pixels)
+        return t.expand(1, 3, -1, -1).contiguous() if t.shape[1] == 1 else t
 
     def alpha_tensor(self) -> torch.Tensor | None:
         """(1, 1, H, W) float32 in [0, 1], or None."""
@@ -369,6 +365,17 @@ def _pil_to_arrays(im: Image.Image, p: Path) -> tuple[np.ndarray, np.ndarray | N
 # --------------------------------------------------------------------------------------------------------
 # Tensors and writing
 # --------------------------------------------------------------------------------------------------------
+
+
+def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8 / uint16 -> (1, C, H, W) float32 in [0, 1] (divided by 255 or 65535); the inverse of
+    :func:`tensor_to_pixels`."""
+    import torch
+
+    x = _int_to_float(np.asarray(pixels))
+    if x.ndim == 2:
+        x = x[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).unsqueeze(0)
 
 
 def tensor_to_pixels(t: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
