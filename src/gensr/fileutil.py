@@ -25,6 +25,17 @@ def ensure_writable_dir(directory: str | os.PathLike) -> Path:
     return d
 
 
+def output_file(path: str | os.PathLike, overwrite: bool, extensions: tuple[str, ...], what: str) -> Path:
+    """``path`` as the single output file of a command: its extension must be one of ``extensions`` (lower
+    case, with the dot; ``what`` names them in the error) and it must not exist unless ``overwrite``."""
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in extensions:
+        raise GensrError(f"{out}: the output needs {what}")
+    if out.exists() and not overwrite:
+        raise GensrError(f"{out}: output exists (use --overwrite to replace it)")
+    return out
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -58,16 +58,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from gensr.fileutil import output_file
     from gensr.inference.flow_sampling import as_image_tensor, check_temperature, load_flow_model
     from gensr.inference.latent import decode_latents
     from gensr.inference.precision import resolve_device
     from gensr.io import IMAGE_EXTENSIONS, write_image
 
-    out = Path(args.output).expanduser()
-    if out.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise GensrError(f"{out}: the output needs an image extension ({', '.join(IMAGE_EXTENSIONS)})")
-    if out.exists() and not args.overwrite:
-        raise GensrError(f"{out}: output exists (use --overwrite to replace it)")
+    exts = ", ".join(IMAGE_EXTENSIONS)
+    out = output_file(args.output, args.overwrite, IMAGE_EXTENSIONS, f"an image extension ({exts})")
     tau = check_temperature(args.temperature)
     src = Path(args.latents).expanduser()
     data = read_latents(src)

@@ -42,16 +42,12 @@ def model_label(model) -> str:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gensr.fileutil import atomic_path
+    from gensr.fileutil import atomic_path, output_file
     from gensr.inference.flow_sampling import load_flow_model
     from gensr.inference.latent import encode
     from gensr.inference.precision import resolve_device
 
-    out = Path(args.output).expanduser()
-    if out.suffix.lower() != ".npz":
-        raise GensrError(f"{out}: the output must be a .npz file")
-    if out.exists() and not args.overwrite:
-        raise GensrError(f"{out}: output exists (use --overwrite to replace it)")
+    out = output_file(args.output, args.overwrite, (".npz",), "to be a .npz file")
     if out.is_dir():
         raise GensrError(f"{out}: is a folder, expected a .npz file name")
     net = load_flow_model(args.model, resolve_device(args.device))

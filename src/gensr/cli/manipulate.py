@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from gensr.errors import GensrError
 
@@ -89,16 +88,14 @@ def parse_ints(text: str, count: int, option: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from gensr.fileutil import output_file
     from gensr.inference import latent
     from gensr.inference.flow_sampling import as_image_tensor, check_temperature, load_flow_model, resolve_seed
     from gensr.inference.precision import resolve_device
     from gensr.io import IMAGE_EXTENSIONS, write_image
 
-    out = Path(args.output).expanduser()
-    if out.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise GensrError(f"{out}: the output needs an image extension ({', '.join(IMAGE_EXTENSIONS)})")
-    if out.exists() and not args.overwrite:
-        raise GensrError(f"{out}: output exists (use --overwrite to replace it)")
+    exts = ", ".join(IMAGE_EXTENSIONS)
+    out = output_file(args.output, args.overwrite, IMAGE_EXTENSIONS, f"an image extension ({exts})")
     if args.temperature is not None:
         check_temperature(args.temperature)
     if args.seed is not None and args.seed < 0:
