@@ -122,50 +122,56 @@ def _block_name(k: int) -> str:
     return f"{k // 2}_{k % 2}"
 
 
-def _convert_flat(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """2018 flattened ``features.N`` / ``classifier.N`` keys -> gensr names."""
+def _flat_feature_name(key: str) -> str | None:
+    """2018 flattened ``features.N.leaf`` (conv0_0 at 0, then conv at 3K-1 and BN at 3K) -> gensr name."""
+    m = _FLAT.match(key)
+    if not m:
+        return None
+    idx, leaf = int(m.group(1)), m.group(2)
+    if idx == 0 and leaf in ("weight", "bias"):
+        return f"conv0_0.{leaf}"
+    block, rem = divmod(idx + 1, 3)  # conv of block K at 3K-1 (rem 0), its BN at 3K (rem 1)
+    if block >= 1 and rem == 0 and leaf in ("weight", "bias"):
+        return f"conv{_block_name(block)}.{leaf}"
+    if block >= 1 and rem == 1:
+        return f"bn{_block_name(block)}.{leaf}"
+    return None
+
+
+def _nested_feature_name(key: str) -> str | None:
+    """2018 per-block ``features.K.{0 conv, 1 BN}.leaf`` -> gensr name."""
+    m = _NESTED.match(key)
+    if not m:
+        return None
+    block, sub, leaf = int(m.group(1)), m.group(2), m.group(3)
+    if sub == "0" and leaf in ("weight", "bias"):
+        return f"conv{_block_name(block)}.{leaf}"
+    if sub == "1" and block >= 1:
+        return f"bn{_block_name(block)}.{leaf}"
+    return None
+
+
+def _convert_2018(sd: dict[str, torch.Tensor], feature_name) -> dict[str, torch.Tensor]:
+    """2018 VGG D keys -> gensr names: ``feature_name`` maps the ``features.*`` keys, ``classifier.{0,2}`` become
+    ``linear{1,2}``, anything else is kept (and then fails the strict load, naming it)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
-        m = _FLAT.match(key)
+        name = feature_name(key)
         c = _CLASSIFIER.match(key)
-        if m:
-            idx, leaf = int(m.group(1)), m.group(2)
-            if idx == 0 and leaf in ("weight", "bias"):
-                out[f"conv0_0.{leaf}"] = value
-                continue
-            block, rem = divmod(idx + 1, 3)  # conv of block K at 3K-1 (rem 0), its BN at 3K (rem 1)
-            if block >= 1 and rem == 0 and leaf in ("weight", "bias"):
-                out[f"conv{_block_name(block)}.{leaf}"] = value
-                continue
-            if block >= 1 and rem == 1:
-                out[f"bn{_block_name(block)}.{leaf}"] = value
-                continue
-        elif c:
-            out[f"linear{1 if c.group(1) == '0' else 2}.{c.group(2)}"] = value
-            continue
-        out[key] = value
+        if name is None and c:
+            name = f"linear{1 if c.group(1) == '0' else 2}.{c.group(2)}"
+        out[name or key] = value
     return _fill_bn_counters(out)
+
+
+def _convert_flat(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """2018 flattened ``features.N`` / ``classifier.N`` keys -> gensr names."""
+    return _convert_2018(sd, _flat_feature_name)
 
 
 def _convert_nested(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """2018 network with per-block ``features.K.{0,1}`` keys -> gensr names."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        m = _NESTED.match(key)
-        c = _CLASSIFIER.match(key)
-        if m:
-            block, sub, leaf = int(m.group(1)), m.group(2), m.group(3)
-            if sub == "0" and leaf in ("weight", "bias"):
-                out[f"conv{_block_name(block)}.{leaf}"] = value
-                continue
-            if sub == "1" and block >= 1:
-                out[f"bn{_block_name(block)}.{leaf}"] = value
-                continue
-        elif c:
-            out[f"linear{1 if c.group(1) == '0' else 2}.{c.group(2)}"] = value
-            continue
-        out[key] = value
-    return _fill_bn_counters(out)
+    return _convert_2018(sd, _nested_feature_name)
 
 
 def _fill_bn_counters(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
