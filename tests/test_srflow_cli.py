@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from flow_helpers import tiny_srflow
 from gensr.checkpoints.gensr_format import save_checkpoint
 from gensr.cli import main
 from gensr.config import to_dict
 from gensr.io import read_array, write_image
 from gensr.metrics.fidelity import lr_psnr
-from gensr.models.srflow import SRFlowConfig, SRFlowNet
-from gensr.nn.flow import set_actnorm_initialized
 
 
 def gensr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -34,13 +33,7 @@ def gensr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def work(tmp_path_factory) -> Path:
     """A folder with tiny.safetensors (random SRFlow), lr/{babyx4,bird}.png and hr/baby.png."""
     d = tmp_path_factory.mktemp("srflow_cli")
-    torch.manual_seed(0)
-    model = SRFlowNet(SRFlowConfig(nb=2, nf=8, gc=4, K=2, hidden=8, rrdb_blocks=[0, 1]))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "invconv" not in name:
-                p.add_(torch.randn_like(p) * 0.05)
-    set_actnorm_initialized(model, True)
+    model = tiny_srflow()
     save_checkpoint(d / "tiny.safetensors", model.state_dict(), "srflow", to_dict(model.config))
     g = torch.Generator().manual_seed(1)
     write_image(d / "lr" / "babyx4.png", torch.rand(1, 3, 13, 17, generator=g))
