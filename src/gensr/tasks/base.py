@@ -35,18 +35,30 @@ class Task(abc.ABC):
     # -- helpers for subclasses -------------------------------------------------------------------------------
     @property
     def use_bf16(self) -> bool:
+        """bf16 autocast: on CUDA unless precision is fp32; on CPU only when precision is bf16 (opt-in)."""
         p = self.cfg.train.precision
-        return self.device.type == "cuda" and p in ("auto", "bf16")
+        if self.device.type == "cuda":
+            return p in ("auto", "bf16")
+        return self.device.type == "cpu" and p == "bf16"
+
+    @property
+    def use_channels_last(self) -> bool:
+        """channels_last pays on CUDA and with bf16 on CPU (oneDNN); fp32 on CPU is faster in NCHW."""
+        return self.cfg.train.channels_last and (self.device.type == "cuda" or self.use_bf16)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA (unless precision is fp32); a no-op on CPU."""
+        """bf16 autocast when :attr:`use_bf16`, else a no-op."""
         if self.use_bf16:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def memory_format(self, module: nn.Module) -> nn.Module:
+        """``module`` in channels_last when :attr:`use_channels_last`."""
+        return module.to(memory_format=torch.channels_last) if self.use_channels_last else module
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and self.cfg.train.channels_last and x.dim() == 4:
+        if self.use_channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 

@@ -176,12 +176,6 @@ def discriminator_config(options: DiscriminatorOptions, patch_size: int) -> dict
     return config
 
 
-def _channels_last(module: nn.Module, cfg: RunConfig, device: torch.device) -> nn.Module:
-    if device.type == "cuda" and cfg.train.channels_last:
-        return module.to(memory_format=torch.channels_last)
-    return module
-
-
 class ESRGANTask(Task):
     """ESRGAN's GAN stage: G from a PSNR checkpoint, D from scratch, perceptual + adversarial + pixel loss."""
 
@@ -221,15 +215,15 @@ class ESRGANTask(Task):
             raise GensrError(f"task_options.discriminator: {exc}") from None
         gen = build_generator(cfg)
         self.psnr_net = copy.deepcopy(gen).eval().requires_grad_(False)  # the starting point, for grids
-        gen = _channels_last(gen.to(self.device), cfg, self.device)
-        disc = _channels_last(disc.to(self.device), cfg, self.device)
-        self.psnr_net = _channels_last(self.psnr_net.to(self.device), cfg, self.device)
+        gen = self.memory_format(gen.to(self.device))
+        disc = self.memory_format(disc.to(self.device))
+        self.psnr_net = self.memory_format(self.psnr_net.to(self.device))
         self.networks["g"] = wrap(gen, dist)
         self.networks["d"] = wrap(disc, dist)
         self.perceptual: nn.Module | None = None
         if opts.perceptual.kind == "vgg":
             loss = PerceptualLoss(opts.perceptual.layers, opts.perceptual.weights_path, opts.perceptual.criterion)
-            self.perceptual = _channels_last(loss.to(self.device), cfg, self.device)
+            self.perceptual = self.memory_format(loss.to(self.device))
         elif opts.perceptual.kind == "feature_matching":
             self.perceptual = FeatureMatchingLoss(opts.perceptual.criterion)
 

@@ -39,9 +39,7 @@ class PSNRTask(Task):
     def __init__(self, cfg: RunConfig, dist: DistInfo) -> None:
         super().__init__(cfg, dist)
         self.options = from_dict(PSNROptions, cfg.task_options, where="task_options")
-        model = build_generator(cfg).to(self.device)
-        if self.device.type == "cuda" and cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = self.memory_format(build_generator(cfg).to(self.device))
         self.networks["g"] = wrap(model, dist)
         o = cfg.optim
         self.optimizers["g"] = torch.optim.Adam(

@@ -162,9 +162,7 @@ class SRFlowTask(Task):
                     "holds an encoder; set task_options.rrdb_pretrained=null to fine-tune a whole SRFlow"
                 )
             load_rrdb_weights(model, self.options.rrdb_pretrained)
-        model = model.to(self.device)
-        if self.device.type == "cuda" and cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = self.memory_format(model.to(self.device))
         self.model = model
         self.networks["g"] = model  # DDP-wrapped lazily, after the ActNorm initialisation (see train_step)
         self._wrapped_trainable: bool | None = None
