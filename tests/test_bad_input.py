@@ -117,7 +117,7 @@ def test_checkpoint_with_missing_keys(tmp_path, capsys):
 
 def test_yaml_with_an_unknown_key(tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump({"name": "x", "model": {"arch": "rrdbnet"}, "optim": {"lrr": 1e-4}}))
+    cfg.write_text(yaml.safe_dump({"name": "x", "task": {"kind": "psnr"}, "optim": {"lrr": 1e-4}}))
     code, err = run_cli(["train", str(cfg)], capsys)
     assert_one_line_error(code, err, "run.yaml")
     assert "lrr" in err

@@ -551,5 +551,5 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     src = tmp_path / "m.pth"
     torch.save(small_model().state_dict(), src)
     assert main(["convert", str(src), "-o", str(tmp_path / "m.pth2")]) == 2
-    assert "must be a .safetensors file" in capsys.readouterr().err
+    assert "needs the .safetensors extension" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]

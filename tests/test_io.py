@@ -43,7 +43,7 @@ def smooth_rgb(h=48, w=64):
 
 
 def no_temp_files(folder: Path) -> bool:
-    return not any(".tmp" in f.name for f in folder.iterdir())
+    return not any("tmp" in f.name for f in folder.iterdir())  # gensr temporaries: .NAME.PID.RAND.gensr-tmp
 
 
 # ---- test-side PNG encoder with explicit filters (to exercise every filter and Adam7 in the decoder) ----
@@ -633,9 +633,13 @@ def test_write_errors(tmp_path):
 
 def test_write_creates_parent_and_replaces(tmp_path):
     target = tmp_path / "deep" / "er" / "x.png"
-    write_image(target, rand((4, 5, 3)))
+    first = rand((4, 5, 3))
+    write_image(target, first)
     second = rand((6, 7, 3))
-    write_image(target, second)
+    with pytest.raises(GensrError, match="output exists"):  # never replaced without overwrite=True
+        write_image(target, second)
+    np.testing.assert_array_equal(read_array(target), first)
+    write_image(target, second, overwrite=True)
     np.testing.assert_array_equal(read_array(target), second)
     assert no_temp_files(target.parent)
 

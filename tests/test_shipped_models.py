@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gensr.checkpoints.shipped import SHIPPED, shipped_dir
 from gensr.cli import main
 from gensr.imresize import imresize
 from gensr.io import pixels_to_tensor, read_array, tensor_to_pixels
 from gensr.metrics.diversity import pixel_std
 from gensr.metrics.fidelity import lr_psnr
-from gensr.models.registry import SHIPPED, shipped_dir
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "gensr" / "assets" / "sample_lr.png"
 

@@ -1,38 +1,125 @@
-"""Dataclass configs built from plain dicts: unknown keys are errors, nested dataclasses are built too."""
+"""Dataclass configs built from plain dicts: unknown keys and values of the wrong type are errors.
+
+:func:`from_dict` checks every value against the field's type hint before the dataclass is built: ``int``
+(a whole number; ``1e5`` from YAML is accepted as 100000, ``2.5`` and ``True`` are not), ``float`` (any real
+number), ``bool``, ``str``, ``list[...]`` / ``tuple[...]`` (element types checked), ``dict[str, ...]``,
+``X | None`` and nested dataclasses (a mapping, checked recursively). Ranges are checked by each dataclass's
+``__post_init__`` (a ``ValueError`` there becomes a GensrError naming ``where``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from typing import Any, TypeVar
 
 from gensr.errors import GensrError
 
 T = TypeVar("T")
+_NONE = type(None)
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; raise GensrError naming ``where`` on unknown keys or bad types."""
-    data = dict(data or {})
+def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; GensrError naming the key path (``where`` is the path of ``data``
+    itself, e.g. ``task.data``; empty at the top) on unknown keys, bad types or bad values."""
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise GensrError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise GensrError(_at(where, f"expected a mapping of settings, got {_describe(data)}"))
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in set(data) - set(fields))
     if unknown:
-        raise GensrError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
-        )
+        raise GensrError(_at(where, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"))
     hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints.get(name)
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}.{name}")
-        kwargs[name] = value
+    kwargs = {name: check_value(value, hints.get(name, Any), _join(where, name)) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise GensrError(f"{where}: {exc}") from None
+        raise GensrError(_at(where, str(exc))) from None
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _at(where: str, message: str) -> str:
+    return f"{where}: {message}" if where else message
+
+
+def check_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the type ``hint`` (and converted: int -> float, integral float -> int)."""
+    if hint is Any or hint is object:
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and _NONE in args:
+            return None
+        options = [a for a in args if a is not _NONE]
+        errors = []
+        for option in options:
+            try:
+                return check_value(value, option, where)
+            except GensrError as exc:
+                errors.append(str(exc))
+        if len(options) == 1:
+            raise GensrError(errors[0])
+        raise GensrError(f"{where}: expected {' or '.join(_name(o) for o in options)}, got {_describe(value)}")
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise GensrError(f"{where}: expected a list, got {_describe(value)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise GensrError(f"{where}: expected a list of {len(args)} values, got {len(value)}")
+            return tuple(check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        item = args[0] if args else Any
+        items = [check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if (origin is tuple or hint is tuple) else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise GensrError(f"{where}: expected a mapping, got {_describe(value)}")
+        item = args[1] if len(args) == 2 else Any
+        return {k: check_value(v, item, _join(where, str(k))) for k, v in value.items()}
+    return _check_scalar(value, hint, where)
+
+
+def _check_scalar(value: Any, hint: Any, where: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise GensrError(f"{where}: expected true or false, got {_describe(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise GensrError(f"{where}: expected a whole number, got {_describe(value)}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise GensrError(f"{where}: expected a number, got {_describe(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise GensrError(f"{where}: expected a string, got {_describe(value)}")
+    return value  # other annotations (classes, Literal, ...) are left to the dataclass
+
+
+def _name(hint: Any) -> str:
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    names = {int: "a whole number", float: "a number", bool: "true/false", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

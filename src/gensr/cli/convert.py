@@ -9,11 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gensr.errors import GensrError
-
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", metavar="CKPT", help="checkpoint file (.pth/.pt/.ckpt/.safetensors) or shipped name"
@@ -21,48 +16,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output file, must end in .safetensors"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--dtype",
-        choices=sorted(DTYPES),
+        choices=("bf16", "fp16", "fp32"),
         default=None,
         help="store float tensors as this type (default: as stored)",
     )
 
 
-def output_path(path: str) -> Path:
-    """``path`` as a Path; GensrError unless it ends in .safetensors."""
-    out = Path(path)
-    if out.suffix.lower() != ".safetensors":
-        raise GensrError(f"{out}: output must be a .safetensors file")
-    if out.is_dir():
-        raise GensrError(f"{out}: is a folder, expected an output file name")
-    return out
-
-
-def cast_state_dict(sd: dict, dtype_name: str | None, source: str) -> dict:
-    """Float tensors cast to ``dtype_name`` (fp32/fp16/bf16 or None = unchanged); GensrError on overflow."""
-    import torch
-
-    if dtype_name is None:
-        return sd
-    dtype = getattr(torch, DTYPES[dtype_name])
-    out = {}
-    for key, t in sd.items():
-        if t.is_floating_point():
-            c = t.to(dtype)
-            if not torch.isfinite(c).all() and torch.isfinite(t).all():
-                raise GensrError(f"{source}: {key} overflows {dtype_name}; keep fp32 or use bf16")
-            t = c
-        out[key] = t
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from gensr.checkpoints.gensr_format import save_checkpoint
+    from gensr.checkpoints.gensr_format import cast_state_dict, save_checkpoint
     from gensr.checkpoints.loader import check_state_dict, read_checkpoint_any
+    from gensr.checkpoints.shipped import resolve_model_path
+    from gensr.fileutil import OutputPolicy, output_file
     from gensr.models.registry import build_model
 
-    out = output_path(args.output)
+    out = output_file(args.output, args.overwrite, (".safetensors",), "the .safetensors extension")
+    OutputPolicy([resolve_model_path(args.checkpoint)], overwrite=args.overwrite).claim(out)
     ck = read_checkpoint_any(args.checkpoint)
     import torch
 
@@ -74,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {"source": ck.path.name, "layout": ck.layout}
     if ck.layout == "gensr" and ck.meta:
         meta["source_meta"] = ck.meta
-    save_checkpoint(out, sd, ck.arch, ck.config, meta=meta)
+    save_checkpoint(out, sd, ck.arch, ck.config, meta=meta, overwrite=args.overwrite)
     dtypes = sorted({str(t.dtype).replace("torch.", "") for t in sd.values() if t.is_floating_point()})
     print(f"wrote {out} ({ck.layout} -> gensr, {ck.arch}, {len(sd)} tensors, {', '.join(dtypes)})")
     return 0

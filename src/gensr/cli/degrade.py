@@ -10,7 +10,6 @@ the input's file name (so its format); PNG is the lossless choice, JPEG outputs 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,10 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="symmetric",
         help="border handling: symmetric (MATLAB, default) or replicate (SelfExSR files)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gensr.fileutil import ensure_writable_dir
+    from gensr.fileutil import OutputPolicy, ensure_writable_dir
     from gensr.imresize import imresize, modcrop
     from gensr.io import list_images, read_image, write_image
 
@@ -41,17 +41,11 @@ def run(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise GensrError(f"{outdir}: output path exists and is not a folder")
 
-    # Refuse before writing anything: two inputs with one name, or an output that would replace its input.
-    targets: dict[str, Path] = {}
+    # Refuse before writing anything: two inputs with one name, an output that would replace an input, or
+    # an existing output without --overwrite.
+    policy = OutputPolicy(files, overwrite=args.overwrite)
     for f in files:
-        out = outdir / f.name
-        if f.name in targets:
-            raise GensrError(f"{f}: same file name as {targets[f.name]}; they would both be written to {out}")
-        targets[f.name] = f
-        if out.exists() and os.path.samefile(out, f):
-            raise GensrError(
-                f"{f}: the output folder is the input's folder; the HR image would be overwritten"
-            )
+        policy.claim(outdir / f.name, source=f)
     ensure_writable_dir(outdir)
 
     factor = 1.0 / args.scale
@@ -64,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
         alpha = None
         if img.alpha is not None:
             alpha = imresize(modcrop(img.alpha, args.scale), factor, padding=args.padding)
-        write_image(outdir / f.name, lr, alpha, bit_depth=img.bit_depth, gray=img.is_gray)
+        write_image(outdir / f.name, lr, alpha, bit_depth=img.bit_depth, gray=img.is_gray, overwrite=args.overwrite)
     print(f"wrote {len(files)} image(s) to {outdir} (x{args.scale}, {args.padding} padding)", file=sys.stderr)
     return 0

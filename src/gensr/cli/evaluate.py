@@ -15,7 +15,6 @@ MATLAB bicubic against the ``--lr`` image when given, else against the mod-cropp
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -41,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sr-suffix", default="", metavar="SUFFIX", help="SR file stem = GT stem + SUFFIX (e.g. _x4)"
     )
     p.add_argument("--json", metavar="FILE", help="also write per-image scores, means and settings as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
 
 
 def _index(folder: Path, what: str) -> dict[str, list[Path]]:
@@ -74,6 +74,14 @@ def _match(stem: str, index: dict[str, list[Path]], suffix: str, scale: int) -> 
     return None
 
 
+def _suffix_hint(stem: str, sr_index: dict[str, list[Path]]) -> str:
+    """A ``--sr-suffix`` suggestion when SR names extend the GT stem (``baby_x4`` for ``baby``)."""
+    longer = sorted(s for s in sr_index if s.startswith(stem) and s != stem)
+    if not longer:
+        return ""
+    return f"; SR names look like '{longer[0]}': try --sr-suffix {longer[0][len(stem):]}"
+
+
 def _size(a) -> str:
     return f"{a.shape[1]}x{a.shape[0]}"
 
@@ -89,7 +97,7 @@ def _json_number(x: float):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gensr.fileutil import atomic_path
+    from gensr.fileutil import OutputPolicy, write_json_atomic
     from gensr.imresize import modcrop
     from gensr.io import read_array
     from gensr.metrics.fidelity import lr_consistency_target, lr_psnr, psnr, ssim
@@ -118,13 +126,19 @@ def run(args: argparse.Namespace) -> int:
             tried = ", ".join(
                 dict.fromkeys(([stem + args.sr_suffix] if args.sr_suffix else []) + [stem, f"{stem}x{scale}"])
             )
-            raise GensrError(f"{gt_files[0]}: no matching SR image in {args.sr} (tried stems {tried})")
+            raise GensrError(
+                f"{gt_files[0]}: no matching SR image in {args.sr} (tried stems {tried})"
+                + _suffix_hint(stem, sr_index)
+            )
         lr_file = None
         if lr_index is not None:
             lr_file = _match(stem, lr_index, args.sr_suffix, scale)
             if lr_file is None:
                 raise GensrError(f"{gt_files[0]}: no matching LR image in {args.lr}")
         pairs.append((stem, gt_files[0], sr_file, lr_file))
+    if args.json:  # checked before any work: never replaces an input or an existing file without --overwrite
+        policy = OutputPolicy([f for pair in pairs for f in pair[1:] if f is not None], overwrite=args.overwrite)
+        policy.claim(args.json)
 
     rows = []
     opts = dict(crop_border=args.crop_border, y_channel=args.y, round_y=args.round_y)
@@ -198,7 +212,6 @@ def run(args: argparse.Namespace) -> int:
                 "inf": 'PSNR of identical images is written as the string "inf"',
             },
         }
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(args.json, doc, overwrite=args.overwrite)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

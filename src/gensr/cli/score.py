@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr", nargs="+", required=True, metavar="SR", help="SR images: files, folders or globs")
     p.add_argument("--lr", nargs="+", required=True, metavar="LR", help="LR images: files, folders or globs")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the scores as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument(
         "--noise-draws", type=int, default=1, metavar="K", help="dequantisation draws averaged per image (default 1)"
     )
@@ -76,9 +77,7 @@ def pair_files(srs: list[Path], lrs: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from gensr.fileutil import atomic_path
+    from gensr.fileutil import OutputPolicy, write_json_atomic
     from gensr.inference.flow_sampling import load_flow_model
     from gensr.inference.latent import score_image
     from gensr.inference.precision import resolve_device
@@ -86,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.noise_draws < 1:
         raise GensrError(f"--noise-draws must be >= 1, got {args.noise_draws}")
-    json_path = Path(args.json).expanduser() if args.json else None
-    if json_path is not None and json_path.is_dir():
-        raise GensrError(f"{json_path}: is a folder, expected a JSON file name")
     pairs = pair_files(list_images(args.sr), list_images(args.lr))
+    json_path = None
+    if args.json:  # checked before any work: never an input, never an existing file without --overwrite
+        json_path = OutputPolicy([f for pair in pairs for f in pair], overwrite=args.overwrite).claim(args.json)
     net = load_flow_model(args.model, resolve_device(args.device))
     rows = []
     for sr, lr in pairs:
@@ -112,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
             "images": rows,
             "mean": mean,
         }
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        write_json_atomic(json_path, doc, overwrite=args.overwrite)
     return 0
 
 

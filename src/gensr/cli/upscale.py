@@ -9,16 +9,16 @@ Bit depth, gray and alpha follow the input: 16-bit in gives 16-bit out (8 bits w
 JPEG/WebP/BMP, cannot hold 16), gray stays gray (average of the network's three output channels), alpha is
 upscaled separately (MATLAB bicubic, or the network with ``--alpha-upsampler model``).
 
-Every file is written through a temporary file and renamed, so there is never a partial output. Existing
-outputs are refused unless ``--overwrite`` (checked for all inputs before any work); an output is never
-written over its own input. Processing stops at the first file that fails, with one line
-``gensr: error: <file>: <problem>`` and exit status 2; the outputs already written stay.
+Every file is written through a checked temporary file and moved into place, so there is never a partial
+output. Existing outputs are refused unless ``--overwrite``, and no output may replace any input of the run
+(checked for all inputs before any work). Processing stops at the first file that fails, with one line
+``gensr: error: <file>: <problem>`` and exit status 2; the outputs already written stay. With ``--keep-going``
+a failing image is skipped and every failure is listed at the end (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,11 +31,14 @@ _EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gensr.checkpoints.shipped import SHIPPED
+
     p.epilog = (
         "Outputs keep the input's bit depth (16-bit PNG/TIFF stay 16-bit), gray and alpha. With --tile the "
         "image stays in CPU memory and only tiles go to the GPU; on a CUDA out-of-memory error the image "
         "is retried with smaller tiles. Existing outputs are refused unless --overwrite. Processing stops at "
-        "the first file that fails (exit status 2); outputs already written are complete and stay."
+        "the first file that fails (exit status 2; --keep-going skips it); outputs already written are complete "
+        "and stay."
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (or file, for a single input)")
@@ -44,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--model",
         default="default",
         metavar="NAME_OR_CKPT",
-        help="shipped model name (default, esrgan, ...), a checkpoint file, or 'bicubic' (default: default)",
+        help=f"a shipped model ({', '.join(SHIPPED)}), 'bicubic', or a checkpoint file (gensr .safetensors, "
+        "official ESRGAN/BasicSR/Real-ESRGAN .pth) (default: default)",
     )
     p.add_argument("-s", "--scale", type=int, default=None, help="upscaling factor for --model bicubic (default 4)")
     p.add_argument(
@@ -105,6 +109,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "input (default 0 = raw model output)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip an image that fails, go on with the others, report them all at the end (exit status 2)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
 
 
@@ -136,34 +145,29 @@ def _ext_for(f: Path, ext: str, has_alpha: bool = False) -> str:
     return suffix
 
 
-def _check_target(src: Path, target: Path, overwrite: bool, claimed: dict[Path, Path]) -> None:
-    key = target.resolve()
-    if key in claimed:
-        raise GensrError(f"{src}: its output {target} would also be written for {claimed[key]}")
-    if target.exists():
-        if src.exists() and os.path.samefile(src, target):
-            raise GensrError(f"{src}: the output would overwrite the input (use another -o folder or --suffix)")
-        if not overwrite:
-            raise GensrError(f"{target}: output exists (use --overwrite to replace it)")
-    claimed[key] = src
+def _model_files(*names: str | None) -> list[Path]:
+    """The checkpoint files among ``names`` (shipped names and 'bicubic' are not files of the user's)."""
+    return [Path(n).expanduser() for n in names if n and Path(n).expanduser().is_file()]
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from gensr.fileutil import ensure_writable_dir
+    from gensr.fileutil import OutputPolicy, ensure_writable_dir
     from gensr.inference.upscale import Upscaler
-    from gensr.io import list_images, read_image, write_image
+    from gensr.io import list_images
 
     if args.lr_consistency < 0:
         raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
     files = list_images(args.inputs)
     out = Path(args.output).expanduser()
     as_folder, targets = _plan_outputs(files, out, args.suffix, args.ext)
-    claimed: dict[Path, Path] = {}
+    # One policy for the whole run, checked before any work: no output replaces any input (a later input
+    # included) or an existing file without --overwrite, and no two inputs share an output.
+    policy = OutputPolicy([*files, *_model_files(args.model, args.interp_with)], overwrite=args.overwrite)
     for f, t in zip(files, targets, strict=True):
-        _check_target(f, t, args.overwrite, claimed)
+        policy.claim(t, source=f)
     ensure_writable_dir(out if as_folder else (out.parent if str(out.parent) else Path(".")))
 
     upscaler = Upscaler(
@@ -181,41 +185,59 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True  # every tile has the same shape: tune the convolutions once
 
     no_bars = args.quiet or not sys.stderr.isatty()  # bars only on a terminal, never in logs or pipes
-    claimed = {}
-    bar = tqdm(files, desc="images", unit="img", leave=False, disable=no_bars or len(files) < 2)
-    for f in bar:
-        img = read_image(f)
-        if as_folder:
-            target = out / f"{f.stem}{args.suffix}{_ext_for(f, args.ext, img.has_alpha)}"
-        else:
-            target = out
-        _check_target(f, target, args.overwrite, claimed)
-        if img.has_alpha and target.suffix.lower() in _NO_ALPHA:
-            raise GensrError(f"{f}: has an alpha channel that {target.suffix} cannot store; use --ext png")
-        bit_depth = 8 if target.suffix.lower() in _EIGHT_BIT_ONLY else img.bit_depth
-
-        start = time.perf_counter()
-        h, w = img.size
-        x = img.rgb_tensor()[:, :1] if img.is_gray else img.rgb_tensor()
-        n_tiles = upscaler.tiles_for(h, w) * (2 if img.has_alpha and args.alpha_upsampler == "model" else 1)
-        with tqdm(total=n_tiles, desc=f.name, unit="tile", leave=False, disable=no_bars or n_tiles < 2) as tiles:
-            result = upscaler.run(
-                x, outscale=args.outscale, progress=_Progress(tiles), lr_consistency=args.lr_consistency
-            )
-            alpha = None
-            if img.has_alpha:
-                alpha = upscaler.run_alpha(
-                    img.alpha_tensor(),
-                    tuple(result.shape[-2:]),
-                    args.alpha_upsampler,
-                    progress=_Progress(tiles),
-                )
-        write_image(target, result, alpha, bit_depth=bit_depth, gray=img.is_gray)
-        if not args.quiet:
-            oh, ow = result.shape[-2:]
-            tqdm.write(f"{f} -> {target} ({w}x{h} -> {ow}x{oh}, {time.perf_counter() - start:.2f} s)")
+    failed: list[str] = []
+    bar = tqdm(list(zip(files, targets, strict=True)), desc="images", unit="img", leave=False,
+               disable=no_bars or len(files) < 2)  # fmt: skip
+    for f, planned in bar:
+        try:
+            _upscale_one(f, planned, as_folder, upscaler, policy, args, no_bars)
+        except GensrError as exc:
+            if not args.keep_going:
+                raise
+            failed.append(str(exc))
+            tqdm.write(f"gensr: error: {exc} (skipped; --keep-going)", file=sys.stderr)
     bar.close()
+    if failed:
+        print(f"gensr: error: {len(failed)} of {len(files)} image(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _upscale_one(f: Path, planned: Path, as_folder: bool, upscaler, policy, args, no_bars: bool) -> None:
+    """Read, upscale and write one image (its output was claimed as ``planned``)."""
+    from tqdm import tqdm
+
+    from gensr.io import read_image, write_image
+
+    img = read_image(f)
+    if img.frames > 1 and not args.quiet:
+        tqdm.write(f"gensr: note: {f} has {img.frames} frames; only the first is upscaled", file=sys.stderr)
+    target = planned
+    if as_folder:
+        target = planned.with_suffix(_ext_for(f, args.ext, img.has_alpha))
+        if target != planned:  # an alpha image whose format cannot hold alpha becomes PNG
+            policy.claim(target, source=f)
+    if img.has_alpha and target.suffix.lower() in _NO_ALPHA:
+        raise GensrError(f"{f}: has an alpha channel that {target.suffix} cannot store; use --ext png")
+    bit_depth = 8 if target.suffix.lower() in _EIGHT_BIT_ONLY else img.bit_depth
+
+    start = time.perf_counter()
+    h, w = img.size
+    x = img.rgb_tensor()[:, :1] if img.is_gray else img.rgb_tensor()
+    n_tiles = upscaler.tiles_for(h, w) * (2 if img.has_alpha and args.alpha_upsampler == "model" else 1)
+    with tqdm(total=n_tiles, desc=f.name, unit="tile", leave=False, disable=no_bars or n_tiles < 2) as tiles:
+        result = upscaler.run(x, outscale=args.outscale, progress=_Progress(tiles), lr_consistency=args.lr_consistency)
+        alpha = None
+        if img.has_alpha:
+            alpha = upscaler.run_alpha(
+                img.alpha_tensor(), tuple(result.shape[-2:]), args.alpha_upsampler, progress=_Progress(tiles)
+            )
+    write_image(target, result, alpha, bit_depth=bit_depth, gray=img.is_gray, overwrite=args.overwrite)
+    if not args.quiet:
+        oh, ow = result.shape[-2:]
+        tqdm.write(f"{f} -> {target} ({w}x{h} -> {ow}x{oh}, {time.perf_counter() - start:.2f} s)")
 
 
 class _Progress:

@@ -21,10 +21,12 @@ alpha and gray are decided by :mod:`gensr.io` and :mod:`gensr.cli.upscale`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,6 +34,11 @@ from torch import nn
 from gensr.errors import GensrError
 from gensr.inference.precision import PrecisionRunner, resolve_device
 from gensr.inference.tiling import tile_count, tiled_forward
+from gensr.io.limits import check_output_size
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
 
 __all__ = ["Upscaler", "upscale", "model_scale", "BICUBIC"]
 
@@ -261,14 +268,19 @@ class Upscaler:
             raise GensrError(f"expected a (1, 3, H, W) or (1, 1, H, W) image tensor, got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise GensrError(f"expected a float image tensor in [0, 1], got {x.dtype}")
-        if outscale is not None and not outscale > 0:
-            raise GensrError(f"--outscale must be positive, got {outscale}")
-        h, w = x.shape[-2:]
-        gray = x.shape[1] == 1
-        x = x.detach().float().cpu()
-        target = None if outscale is None else (max(1, round(outscale * h)), max(1, round(outscale * w)))
+        if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
+            raise GensrError(f"--outscale must be a positive finite number, got {outscale}")
         if lr_consistency < 0:
             raise GensrError(f"--lr-consistency must be >= 0, got {lr_consistency}")
+        h, w = x.shape[-2:]
+        if self.scale is not None:
+            check_output_size(h * self.scale, w * self.scale, f"x{self.scale} output of a {w}x{h} image")
+        target = None
+        if outscale is not None:
+            th, tw = check_output_size(max(1, round(outscale * h)), max(1, round(outscale * w)), "--outscale output")
+            target = (th, tw)
+        gray = x.shape[1] == 1
+        x = x.detach().float().cpu()
         if self.bicubic and not lr_consistency:
             size = target or (h * self.scale, w * self.scale)
             return self._resize(x, size).clamp_(0.0, 1.0)  # one resize straight to the final size
@@ -303,7 +315,7 @@ class Upscaler:
 
 
 def upscale(
-    image: torch.Tensor | str | os.PathLike,
+    image: torch.Tensor | str | os.PathLike | np.ndarray | PILImage,
     model: str | os.PathLike | nn.Module = "default",
     *,
     scale: int | None = None,
@@ -317,22 +329,26 @@ def upscale(
     batch_size: int = 4,
     lr_consistency: int = 0,
 ) -> torch.Tensor:
-    """Super-resolve one image; returns a (1, 3, sH, sW) float32 CPU tensor clamped to [0, 1].
+    """Super-resolve one image and return it in the kind it came in.
 
-    ``image`` is a (1, 3, H, W) or (3, H, W) float tensor in [0, 1] (a 1-channel tensor gives a 1-channel
-    result) or an image path (read with :func:`gensr.io.read_image`; its alpha channel, if any, is ignored:
-    use ``gensr upscale`` or :class:`Upscaler` for alpha). ``model`` is "default", a shipped name, a
+    ``image`` is one of: a (1, 3, H, W) or (3, H, W) float tensor in [0, 1] (a 1-channel tensor gives a
+    1-channel result) -> a float32 CPU tensor of the same rank, clamped to [0, 1]; an (H, W, 3) or (H, W)
+    uint8 / uint16 numpy array (float arrays are taken as [0, 1]) -> an array of the same dtype and layout; a
+    PIL image -> a PIL image (RGB, or L for gray); an image path (read with :func:`gensr.io.read_image`) -> a
+    (1, C, sH, sW) tensor. Alpha is ignored here: use ``gensr upscale`` or :class:`Upscaler` for alpha; write
+    a tensor to a file with :func:`gensr.io.write_image`. ``model`` is "default", a shipped name, a
     checkpoint path, an ``nn.Module`` or "bicubic" (MATLAB bicubic by ``scale``, default 4). ``outscale``
     resizes the result to ``round(outscale * H)`` with MATLAB bicubic (Real-ESRGAN uses LANCZOS4 there).
     ``lr_consistency`` > 0: that many back-projection passes (see :meth:`Upscaler.run`).
     See :class:`Upscaler` for the other arguments.
     """
+    restore: Callable[[torch.Tensor], Any] | None = None
     if isinstance(image, (str, os.PathLike)):
         from gensr.io import read_image
 
         image = read_image(Path(image)).rgb_tensor()
-    if not isinstance(image, torch.Tensor):
-        raise GensrError(f"image must be a tensor or a path, got {type(image).__name__}")
+    elif not isinstance(image, torch.Tensor):
+        image, restore = _from_array_or_pil(image)
     squeeze = image.dim() == 3
     x = image.unsqueeze(0) if squeeze else image
     upscaler = Upscaler(
@@ -347,4 +363,48 @@ def upscale(
         batch_size=batch_size,
     )
     out = upscaler.run(x, outscale=outscale, lr_consistency=lr_consistency)
+    if restore is not None:
+        return restore(out)
     return out.squeeze(0) if squeeze else out
+
+
+def _from_array_or_pil(image: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """A (1, C, H, W) float tensor from a numpy array or PIL image, and the function that turns the result
+    back into that kind (same dtype for arrays, same 2-D/3-D layout; RGB or L for PIL)."""
+    import numpy as np
+
+    from gensr.io import pixels_to_tensor, tensor_to_pixels
+
+    pil = type(image).__module__.startswith("PIL.")
+    if pil:
+        mode = "L" if image.mode in ("L", "I;16", "1") else "RGB"
+        arr = np.asarray(image.convert(mode))
+    elif isinstance(image, np.ndarray):
+        arr = image
+    else:
+        raise GensrError(f"image must be a tensor, numpy array, PIL image or path, got {type(image).__name__}")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
+        raise GensrError(f"image array must be (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
+    dtype, squeeze2d = arr.dtype, arr.ndim == 2
+    if np.issubdtype(dtype, np.floating):
+        x = torch.from_numpy(np.ascontiguousarray(arr.reshape(*arr.shape[:2], -1).transpose(2, 0, 1))).float()
+        x = x.unsqueeze(0)
+    elif dtype in (np.uint8, np.uint16):
+        x = pixels_to_tensor(arr)
+    else:
+        raise GensrError(f"image array must be uint8, uint16 or float in [0, 1], got {dtype}")
+
+    def restore(out: torch.Tensor) -> Any:
+        if np.issubdtype(dtype, np.floating):
+            res = out[0].permute(1, 2, 0).numpy().astype(dtype)
+        else:
+            res = tensor_to_pixels(out, 16 if dtype == np.uint16 else 8)
+        if squeeze2d:
+            res = res[:, :, 0]
+        if pil:
+            from PIL import Image
+
+            return Image.fromarray(res if res.ndim == 2 else (res[:, :, 0] if res.shape[2] == 1 else res))
+        return res
+
+    return x, restore

@@ -16,8 +16,9 @@ own codecs (:mod:`gensr.io.png16`: zlib and the five row filters, interlaced or 
 strips, uncompressed / Deflate / LZW, horizontal predictor), which also write 16-bit PNG / TIFF files; the pixel
 limit lives in :mod:`gensr.io.limits`. Everything else goes through Pillow.
 
-Writing (:func:`write_image`) picks the format from the extension, goes through a temporary file that is
-renamed over the target (:func:`gensr.fileutil.atomic_path`) and refuses what a format cannot hold
+Writing (:func:`write_image`) picks the format from the extension, encodes in memory, writes through a checked
+temporary file that is moved into place (:func:`gensr.fileutil.write_bytes_atomic`: a full disk is an error, never
+a truncated image; an existing file is replaced only with ``overwrite=True``) and refuses what a format cannot hold
 (alpha or 16 bits in JPEG, 16 bits in WebP / BMP, alpha in BMP) instead of silently dropping it.
 
 Every problem with a user's file is a one-line :class:`~gensr.errors.GensrError` that names the file.
@@ -39,7 +40,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from gensr.errors import GensrError
-from gensr.fileutil import atomic_path
+from gensr.fileutil import _non_folder_ancestor, write_bytes_atomic
 from gensr.io.limits import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
@@ -105,6 +106,7 @@ class ImageData:
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     path: Path | None = None
+    frames: int = 1  # frames in the file (animated GIF/WebP/PNG, multi-page TIFF); only the first is decoded
 
     def __post_init__(self) -> None:
         px = self.pixels
@@ -191,13 +193,14 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> ImageD
         raise GensrError(f"{p}: cannot read file ({exc.strerror or exc})") from None
 
     tiff_tags = _tiff_probe(p) if head[:4] in _TIFF_MAGIC else None
+    frames = 1
     if head.startswith(_PNG_SIGNATURE) and _png_needs_own_decoder(head):
         _check_pixels(p, *struct.unpack(">II", head[16:24]), limit)  # before reading the whole file
         pixels, alpha, orientation = _read_png_own(p, limit)
     elif tiff_tags is not None:
         pixels, alpha, orientation = _read_tiff_own(p, tiff_tags, limit)
     else:
-        pixels, alpha, orientation = _read_with_pillow(p, limit)
+        pixels, alpha, orientation, frames = _read_with_pillow(p, limit)
 
     if orientation not in (None, 1):
         pixels = _orient(pixels, orientation)
@@ -206,7 +209,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> ImageD
     pixels = np.ascontiguousarray(pixels)
     if alpha is not None:
         alpha = np.ascontiguousarray(alpha)
-    return ImageData(pixels=pixels, alpha=alpha, path=p)
+    return ImageData(pixels=pixels, alpha=alpha, path=p, frames=frames)
 
 
 def read_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
@@ -214,7 +217,7 @@ def read_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     return read_image(path, max_pixels=max_pixels).pixels
 
 
-def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | None, int | None, int]:
     _let_our_limit_decide(limit)
     try:
         with warnings.catch_warnings():
@@ -240,6 +243,7 @@ def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | Non
     with im:
         w, h = im.size
         _check_pixels(p, w, h, limit)
+        frames = int(getattr(im, "n_frames", 1) or 1)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -257,7 +261,7 @@ def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | Non
             raise
         except Exception as exc:
             raise GensrError(f"{p}: cannot convert image mode {im.mode!r} ({_describe(exc)})") from None
-    return pixels, alpha, orientation
+    return pixels, alpha, orientation, frames
 
 
 def _sniff_format(p: Path) -> str | None:
@@ -485,6 +489,7 @@ def write_image(
     bit_depth: int | None = None,
     gray: bool = False,
     quality: int = 95,
+    overwrite: bool = False,
 ) -> Path:
     """Write an image atomically; the format follows the extension. Returns the path written.
 
@@ -495,8 +500,9 @@ def write_image(
     one-channel input is always written as gray. ``alpha``: float (1, 1, H, W) / (H, W) in [0, 1] or an
     integer / bool (H, W) array. ``quality`` applies to JPEG (4:4:4 chroma at 90 and above) and WebP
     (lossless at 100; WebP has no gray mode, so gray is stored as RGB there).
-    The parent folder is created. GensrError for an extension or content the format cannot hold and for
-    an output that cannot be written; no partial file is left behind.
+    The parent folder is created. GensrError for an extension or content the format cannot hold, for an
+    existing ``path`` unless ``overwrite``, and for an output that cannot be written (a full disk included);
+    no partial file is left behind.
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -524,34 +530,25 @@ def write_image(
     blocker = _non_folder_ancestor(p.parent)
     if blocker is not None:
         raise GensrError(f"{p}: cannot write image ({blocker} is a file, not a folder)")
+    if not overwrite and p.exists():
+        raise GensrError(f"{p}: output exists (use --overwrite to replace it)")
     try:
-        with atomic_path(p) as tmp:
-            if depth == 16 and fmt == "PNG":
-                tmp.write_bytes(_encode_png(full))
-            elif depth == 16 and fmt == "TIFF":
-                tmp.write_bytes(_encode_tiff16(full, has_alpha=a is not None))
-            else:
-                _save_pillow(tmp, full, fmt, quality)
-    except GensrError as exc:
-        raise GensrError(f"{p}: cannot write image ({exc})") from None
+        if depth == 16 and fmt == "PNG":
+            data = _encode_png(full)
+        elif depth == 16 and fmt == "TIFF":
+            data = _encode_tiff16(full, has_alpha=a is not None)
+        else:
+            data = _encode_pillow(full, fmt, quality)
     except MemoryError:
         raise
-    except OSError as exc:
-        raise GensrError(f"{p}: cannot write image ({exc.strerror or _describe(exc)})") from None
-    except (ValueError, _FormatError) as exc:
-        raise GensrError(f"{p}: cannot write image ({_describe(exc)})") from None
-    return p
+    except (OSError, ValueError, _FormatError) as exc:
+        raise GensrError(f"{p}: cannot encode image ({_describe(exc)})") from None
+    return write_bytes_atomic(p, data, overwrite=overwrite)
 
 
-def _non_folder_ancestor(folder: Path) -> Path | None:
-    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
-    for d in (folder, *folder.parents):
-        if d.exists():
-            return None if d.is_dir() else d
-    return None
-
-
-def _save_pillow(tmp: Path, full: np.ndarray, fmt: str, quality: int) -> None:
+def _encode_pillow(full: np.ndarray, fmt: str, quality: int) -> bytes:
+    """The encoded file in memory (Pillow's file writers do not all detect a short write to disk)."""
+    import io
     c = full.shape[2]
     im = Image.fromarray(np.ascontiguousarray(full[:, :, 0] if c == 1 else full))
     expected = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
@@ -567,7 +564,9 @@ def _save_pillow(tmp: Path, full: np.ndarray, fmt: str, quality: int) -> None:
 
         if features.check("libtiff"):
             kwargs = {"compression": "tiff_adobe_deflate"}
-    im.save(tmp, format=fmt, **kwargs)
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------------------

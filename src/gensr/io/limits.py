@@ -61,3 +61,20 @@ def _let_our_limit_decide(limit: int) -> None:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+
+
+def check_output_size(height: float, width: float, what: str = "output") -> tuple[int, int]:
+    """``(height, width)`` as ints when the image they describe is within the pixel limit; GensrError otherwise.
+
+    Called before an output (or a large intermediate) is allocated, so that a huge scale, ``--outscale``
+    or sample count is a clear error instead of a MemoryError.
+    """
+    limit = max_pixels_limit()
+    if not (height >= 1 and width >= 1) or height != height or width != width:
+        raise GensrError(f"{what}: invalid size {width}x{height}")
+    if height * width > limit:
+        raise GensrError(
+            f"{what}: {width:.0f}x{height:.0f} = {height * width:,.0f} pixels is over the limit of {limit:,} "
+            f"(set {MAX_PIXELS_ENV} to allow larger images)"
+        )
+    return int(height), int(width)
