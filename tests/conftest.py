@@ -29,3 +29,18 @@ def datasets_dir() -> Path:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+def make_trainer(cfg, **kwargs):
+    """A Trainer for ``cfg`` with the task class ``gensr train`` would use (``task.kind``)."""
+    from gensr.engine.trainer import Trainer
+    from gensr.tasks import get_task_class
+
+    return Trainer(cfg, get_task_class(cfg.task_kind).from_config, **kwargs)
+
+
+def read_training_state(path):
+    """A training checkpoint (``iter_N.safetensors``) as a nested dict."""
+    from gensr.engine.checkpoint import load_training_state
+
+    return load_training_state(path)

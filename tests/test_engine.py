@@ -14,9 +14,9 @@ import pytest
 import torch
 import yaml
 
+from conftest import make_trainer, read_training_state
 from gensr.data.datasets import SRTrainDataset
 from gensr.engine.config import load_run_config
-from gensr.engine.trainer import Trainer
 from gensr.errors import GensrError, NonFiniteLossError
 from image_helpers import write_smooth_images
 
@@ -30,11 +30,13 @@ def image_folder(tmp_path_factory) -> Path:
 def write_config(tmp_path: Path, hr: Path, **train) -> Path:
     cfg = {
         "name": "t",
-        "task": "psnr",
-        "scale": 4,
         "output_dir": str(tmp_path / "run"),
-        "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
-        "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
+        "task": {
+            "kind": "psnr",
+            "scale": 4,
+            "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
+            "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
+        },
         "optim": {"lr": 2e-3},
         "schedule": {"kind": "multistep", "milestones": [4]},
         "train": {"total_iters": 8, "checkpoint_every": 4, "log_every": 1, "threads": 1, **train},
@@ -52,18 +54,18 @@ def losses(run_dir: Path) -> list[float]:
 
 def test_resume_reproduces_uninterrupted_run(tmp_path, image_folder):
     full = load_run_config(write_config(tmp_path / "a", image_folder))
-    Trainer(full).fit()
+    make_trainer(full).fit()
     reference = losses(full.run_dir)
     assert len(reference) == 8
 
     part = load_run_config(write_config(tmp_path / "b", image_folder), ["train.total_iters=4"])
-    Trainer(part).fit()
+    make_trainer(part).fit()
     rest = load_run_config(write_config(tmp_path / "b", image_folder))
-    Trainer(rest, resume="auto").fit()
+    make_trainer(rest, resume="auto").fit()
     resumed = losses(rest.run_dir)
     assert resumed == reference  # bit-identical on CPU
-    a = torch.load(next((full.run_dir / "checkpoints").glob("iter_0000008.pt")), weights_only=False)
-    b = torch.load(next((rest.run_dir / "checkpoints").glob("iter_0000008.pt")), weights_only=False)
+    a = read_training_state(full.run_dir / "checkpoints" / "iter_0000008.safetensors")
+    b = read_training_state(rest.run_dir / "checkpoints" / "iter_0000008.safetensors")
     for k, v in a["task"]["networks"]["g"].items():
         assert torch.equal(v, b["task"]["networks"]["g"][k]), k
 
@@ -73,7 +75,7 @@ def test_tiny_run_lowers_loss_and_exports(tmp_path, image_folder):
         write_config(tmp_path, image_folder),
         ["train.total_iters=60", "train.checkpoint_every=60", "optim.lr=3e-3"],
     )
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     initial = copy.deepcopy(trainer.task.inference_network()).eval()
     exported = trainer.fit()
     seen = losses(cfg.run_dir)
@@ -94,9 +96,9 @@ def test_tiny_run_lowers_loss_and_exports(tmp_path, image_folder):
 
 def test_nonfinite_losses_skip_then_abort(tmp_path, image_folder, monkeypatch):
     cfg = load_run_config(write_config(tmp_path, image_folder), ["train.max_nonfinite=3"])
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     before = {k: v.clone() for k, v in trainer.task.inference_network().state_dict().items()}
-    monkeypatch.setattr("gensr.tasks.psnr.pixel_loss", lambda kind, sr, hr: (sr * math.nan).mean())
+    monkeypatch.setattr(trainer.task, "loss_fn", lambda sr, hr: (sr * math.nan).mean())
     with pytest.raises(NonFiniteLossError, match="Last good checkpoint"):
         trainer.fit()
     assert trainer.iteration == 3
@@ -111,12 +113,12 @@ def test_config_errors(tmp_path, image_folder):
     with pytest.raises(GensrError, match="unknown key"):
         load_run_config(path, ["train.bogus=1"])
     with pytest.raises(GensrError, match="unknown key"):
-        load_run_config(path, ["model.config.bogus=1"]) and Trainer(load_run_config(path, ["model.config.bogus=1"]))
+        make_trainer(load_run_config(path, ["task.model.config.bogus=1"]))
     with pytest.raises(GensrError, match="not found"):
         load_run_config(tmp_path / "missing.yaml")
-    cfg = load_run_config(path, ["model.config.bogus=1"])
+    cfg = load_run_config(path, ["task.bogus=1"])
     with pytest.raises(GensrError, match="unknown key"):
-        Trainer(cfg)
+        make_trainer(cfg)
 
 
 def test_cli_yaml_with_unknown_key_exits_2(tmp_path, image_folder):
@@ -131,7 +133,7 @@ def test_cli_yaml_with_unknown_key_exits_2(tmp_path, image_folder):
 
 
 def test_starting_the_data_loader_does_not_touch_the_global_rng(tmp_path, image_folder):
-    trainer = Trainer(load_run_config(write_config(tmp_path, image_folder)))
+    trainer = make_trainer(load_run_config(write_config(tmp_path, image_folder)))
     state = torch.get_rng_state()
-    iter(trainer._train_loader())
+    next(trainer.task.train_data(0, 0, 0, 1))
     assert torch.equal(state, torch.get_rng_state())

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from conftest import make_trainer, read_training_state
 from gensr.data.datasets import SRTrainDataset
 from gensr.engine.config import load_run_config
 from gensr.engine.distributed import DistInfo
-from gensr.engine.trainer import Trainer
 from gensr.errors import GensrError, NonFiniteLossError
 from gensr.nn.vgg import WEIGHTS_ENV
 from image_helpers import write_smooth_images
@@ -57,30 +57,34 @@ def psnr_model(tmp_path_factory, image_folder) -> Path:
     """A tiny PSNR-task RRDBNet (nf 8, nb 1, gc 4) trained for 3 steps and exported."""
     tmp = tmp_path_factory.mktemp("psnr")
     cfg = {
-        "name": "p", "task": "psnr", "scale": 4, "output_dir": str(tmp / "run"),
-        "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
-        "data": {"train": {"hr_dirs": [str(image_folder)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
+        "name": "p", "output_dir": str(tmp / "run"),
+        "task": {
+            "kind": "psnr", "scale": 4,
+            "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
+            "data": {"train": {"hr_dirs": [str(image_folder)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
+        },
         "optim": {"lr": 2e-3},
         "train": {"total_iters": 3, "checkpoint_every": 3, "log_every": 1, "threads": 1},
     }  # fmt: skip
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    exported = Trainer(load_run_config(tmp / "cfg.yaml")).fit()
+    exported = make_trainer(load_run_config(tmp / "cfg.yaml")).fit()
     assert exported is not None and exported.name == "model.safetensors"
     return exported
 
 
 def write_config(tmp: Path, hr: Path, pretrained: Path, perceptual: dict, **extra) -> Path:
     cfg = {
-        "name": "e", "task": "esrgan", "scale": 4, "output_dir": str(tmp / "run"),
-        "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}, "pretrained": str(pretrained)},
-        "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
-        "optim": {"lr": 1e-3},
-        "schedule": {"kind": "multistep", "milestones": [2], "gamma": 0.5},
-        "train": {"total_iters": 4, "checkpoint_every": 2, "log_every": 1, "threads": 1},
-        "task_options": {
+        "name": "e", "output_dir": str(tmp / "run"),
+        "task": {
+            "kind": "esrgan", "scale": 4,
+            "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}, "pretrained": str(pretrained)},
+            "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0}},
             "perceptual": perceptual,
             "discriminator": {"arch": "vgg_discriminator", "config": {"nf": 4, "input_size": 32}},
         },
+        "optim": {"lr": 1e-3},
+        "schedule": {"kind": "multistep", "milestones": [2], "gamma": 0.5},
+        "train": {"total_iters": 4, "checkpoint_every": 2, "log_every": 1, "threads": 1},
     }  # fmt: skip
     cfg.update(extra)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,7 @@ def one_batch(hr: Path, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
 def make_task(cfg_path: Path, *overrides: str):
     from gensr.tasks.esrgan import ESRGANTask
 
-    return ESRGANTask(load_run_config(cfg_path, list(overrides)), DistInfo())
+    return ESRGANTask.from_config(load_run_config(cfg_path, list(overrides)), DistInfo())
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -115,7 +119,7 @@ def make_task(cfg_path: Path, *overrides: str):
 
 def test_feature_matching_run_trains_both_networks(tmp_path, image_folder, psnr_model):
     cfg = load_run_config(write_config(tmp_path, image_folder, psnr_model, FM))
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     g0 = {k: v.clone() for k, v in trainer.task.networks["g"].state_dict().items()}
     d0 = {k: v.clone() for k, v in trainer.task.networks["d"].state_dict().items()}
     exported = trainer.fit()
@@ -141,17 +145,17 @@ def test_feature_matching_run_trains_both_networks(tmp_path, image_folder, psnr_
 def test_vgg_perceptual_resume_equals_uninterrupted_run(tmp_path, image_folder, psnr_model, vgg_file):
     percep = {"kind": "vgg", "weights_path": str(vgg_file)}
     full = load_run_config(write_config(tmp_path / "a", image_folder, psnr_model, percep))
-    Trainer(full).fit()
+    make_trainer(full).fit()
     reference = train_rows(full.run_dir)
     assert len(reference) == 4 and all(math.isfinite(r["g_percep"]) and r["g_percep"] > 0 for r in reference)
 
     cfg_b = write_config(tmp_path / "b", image_folder, psnr_model, percep)
-    Trainer(load_run_config(cfg_b, ["train.total_iters=2"])).fit()
+    make_trainer(load_run_config(cfg_b, ["train.total_iters=2"])).fit()
     rest = load_run_config(cfg_b)
-    Trainer(rest, resume="auto").fit()
+    make_trainer(rest, resume="auto").fit()
     assert train_rows(rest.run_dir) == reference  # bit-identical on CPU, G and D losses alike
-    a = torch.load(full.run_dir / "checkpoints" / "iter_0000004.pt", weights_only=False)["task"]["networks"]
-    b = torch.load(rest.run_dir / "checkpoints" / "iter_0000004.pt", weights_only=False)["task"]["networks"]
+    a = read_training_state(full.run_dir / "checkpoints" / "iter_0000004.safetensors")["task"]["networks"]
+    b = read_training_state(rest.run_dir / "checkpoints" / "iter_0000004.safetensors")["task"]["networks"]
     for net in ("g", "d"):
         for k, v in a[net].items():
             assert torch.equal(v, b[net][k]), (net, k)
@@ -194,7 +198,7 @@ def test_generator_part_freezes_d_and_uses_separate_forwards(tmp_path, image_fol
 
     batches.clear()
     g_grads = [p.grad.clone() for p in g.parameters()]
-    d_terms = task.discriminator_backward(hr, fake)
+    d_terms = task.gan.discriminator_backward(hr, fake)
     assert batches == [4, 4]
     assert all(p.grad is not None for p in d.parameters())
     assert all(torch.equal(a, p.grad) for a, p in zip(g_grads, g.parameters(), strict=True))  # D part: no G grad
@@ -217,12 +221,12 @@ def test_other_losses_and_unet_discriminator_step(tmp_path, image_folder, psnr_m
     d_cfg = {"nf": 4, "input_size": 32} if disc == "vgg_discriminator" else {"nf": 4}
     task = make_task(
         write_config(tmp_path, image_folder, psnr_model, FM),
-        f"task_options.gan_type={gan_type}",
-        f"task_options.discriminator={json.dumps({'arch': disc, 'config': d_cfg})}",
+        f"task.gan_type={gan_type}",
+        f"task.discriminator={json.dumps({'arch': disc, 'config': d_cfg})}",
     )
     lr, hr = one_batch(image_folder)
     d0 = [p.detach().clone() for p in task.networks["d"].parameters()]
-    stats = task.train_step({"lr": lr, "hr": hr})
+    stats = task.train_step(iter([{"lr": lr, "hr": hr}]))
     assert stats["skipped"] == 0.0 and all(math.isfinite(v) for v in stats.values()), stats
     assert any(not torch.equal(a, p) for a, p in zip(d0, task.networks["d"].parameters(), strict=True))
 
@@ -240,23 +244,23 @@ def test_nonfinite_losses_skip_without_changing_anything(tmp_path, image_folder,
             if "running" not in k and "num_batches" not in k  # BN statistics move with every train forward
         )
 
-    monkeypatch.setattr(task.adversarial, "d_loss", lambda r, f: (r * math.nan).mean())
-    stats = task.train_step({"lr": lr, "hr": hr})
+    monkeypatch.setattr(task.gan.adversarial, "d_loss", lambda r, f: (r * math.nan).mean())
+    stats = task.train_step(iter([{"lr": lr, "hr": hr}]))
     assert stats["skipped"] == 1.0 and math.isnan(stats["d_loss"]) and math.isfinite(stats["g_pixel"])
     assert unchanged() and all(p.grad is None for n in ("g", "d") for p in task.networks[n].parameters())
     monkeypatch.undo()
     monkeypatch.setattr(task, "pixel_fn", lambda a, b: (a * math.inf).mean())
-    stats = task.train_step({"lr": lr, "hr": hr})
+    stats = task.train_step(iter([{"lr": lr, "hr": hr}]))
     assert stats["skipped"] == 1.0 and math.isnan(stats["loss"])
     assert unchanged()
     monkeypatch.undo()
-    assert task.train_step({"lr": lr, "hr": hr})["skipped"] == 0.0
+    assert task.train_step(iter([{"lr": lr, "hr": hr}]))["skipped"] == 0.0
     assert not unchanged()
 
 
 def test_trainer_stops_after_max_nonfinite(tmp_path, image_folder, psnr_model, monkeypatch):
     cfg = load_run_config(write_config(tmp_path, image_folder, psnr_model, FM), ["train.max_nonfinite=2"])
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     monkeypatch.setattr(trainer.task, "pixel_fn", lambda a, b: (a * math.nan).mean())
     with pytest.raises(NonFiniteLossError, match="Last good checkpoint"):
         trainer.fit()
@@ -267,33 +271,33 @@ def test_trainer_stops_after_max_nonfinite(tmp_path, image_folder, psnr_model, m
 
 
 BAD = [
-    (["model.pretrained=null"], "model.pretrained is required"),
-    (["model.pretrained=/nonexistent/psnr.safetensors"], "model.pretrained: .*no such checkpoint"),
-    (["task_options.discriminator.config.input_size=64"], "input_size 64 does not match data.train.patch_size 32"),
-    (["data.train.patch_size=48", "task_options.discriminator.config={nf: 4}"], "power of two"),
-    (["task_options.discriminator.arch=patchgan"], "discriminator: arch must be one of"),
-    (["task_options.gan_type=ragan2"], "gan_type: unknown GAN loss 'ragan2'"),
-    (["task_options.pixel_loss=l3"], "pixel_loss: unknown pixel loss 'l3'"),
-    (["task_options.perceptual={kind: vgg, weights_path: /nonexistent/vgg19.pth}"], "VGG19 weights file not found"),
-    (["task_options.perceptual={kind: vgg}"], "VGG19 weights are needed"),
-    (["task_options.perceptual={kind: lpips}"], "perceptual: kind must be one of"),
-    (["task_options.bogus=1"], "unknown key"),
-    (["task_options.optim_d={lr: 1e-4, momentum: 0.9}"], "optim_d: unknown key"),
+    (["task.model.pretrained=null"], "model.pretrained is required"),
+    (["task.model.pretrained=/nonexistent/psnr.safetensors"], "model.pretrained: .*no such checkpoint"),
+    (["task.discriminator.config.input_size=64"], "input_size 64 does not match task.data.train.patch_size 32"),
+    (["task.data.train.patch_size=48", "task.discriminator.config={nf: 4}"], "power of two"),
+    (["task.discriminator.arch=patchgan"], "discriminator: arch must be one of"),
+    (["task.gan_type=ragan2"], "gan_type: unknown GAN loss 'ragan2'"),
+    (["task.pixel_loss=l3"], "pixel_loss: unknown pixel loss 'l3'"),
+    (["task.perceptual={kind: vgg, weights_path: /nonexistent/vgg19.pth}"], "VGG19 weights file not found"),
+    (["task.perceptual={kind: vgg}"], "VGG19 weights are needed"),
+    (["task.perceptual={kind: lpips}"], "perceptual: kind must be one of"),
+    (["task.bogus=1"], "unknown key"),
+    (["optim.networks={d: {lr: 1e-4, momentum: 0.9}}"], "networks.d: unknown key"),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD)
 def test_bad_input_fails_before_training(tmp_path, image_folder, psnr_model, monkeypatch, overrides, message):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    cfg = load_run_config(write_config(tmp_path, image_folder, psnr_model, FM), overrides)
+    path = write_config(tmp_path, image_folder, psnr_model, FM)
     with pytest.raises(GensrError, match=message) as info:
-        Trainer(cfg)
+        make_trainer(load_run_config(path, overrides))  # config errors at load, the rest before any training
     assert "\n" not in str(info.value)
-    assert not (cfg.run_dir / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, image_folder, psnr_model):
-    override, needle = "task_options.discriminator.config.input_size=16", "input_size 16 does not match"
+    override, needle = "task.discriminator.config.input_size=16", "input_size 16 does not match"
     path = write_config(tmp_path, image_folder, psnr_model, FM)
     r = subprocess.run(
         [sys.executable, "-m", "gensr", "train", str(path), override], capture_output=True, text=True, timeout=120
@@ -308,16 +312,16 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, image_folder, psnr_model)
 
 
 def test_validation_grids(tmp_path, image_folder, psnr_model):
-    val = {"hr_dir": str(image_folder), "every": 100}
+    val = {"hr_dir": str(image_folder)}
     cfg_path = write_config(tmp_path, image_folder, psnr_model, FM)
-    cfg = load_run_config(cfg_path, [f"data.val={json.dumps(val)}", "task_options.grid_images=2"])
-    trainer = Trainer(cfg)
+    cfg = load_run_config(cfg_path, [f"task.data.val={json.dumps(val)}", "task.grid_images=2", "train.eval_every=100"])
+    trainer = make_trainer(cfg)
     task = trainer.task
     with torch.no_grad():  # make the GAN G differ from the PSNR model
         for p in task.networks["g"].parameters():
             p.add_(0.01)
     rng = torch.get_rng_state()
-    means = trainer.run_validation()
+    means = trainer.evaluate()
     assert torch.equal(rng, torch.get_rng_state())  # validation leaves the global RNG alone
     assert math.isfinite(means["psnr_y"])
     grids = sorted((cfg.run_dir / "val" / "iter_0000000").glob("grid_*.png"))
@@ -352,19 +356,19 @@ def test_shipped_configs_are_consistent():
     from gensr.tasks.esrgan import ESRGANOptions, discriminator_config
 
     paper = load_run_config(REPO / "configs" / "esrgan_x4.yaml")
-    opts = from_dict(ESRGANOptions, paper.task_options)
-    assert paper.task == "esrgan" and paper.model.config == {"scale": 4, "nf": 64, "nb": 23, "gc": 32}
-    assert paper.model.pretrained == "runs/rrdb_psnr_x4/model.safetensors"
+    opts = from_dict(ESRGANOptions, paper.task)
+    assert opts.kind == "esrgan" and opts.scale == 4 and opts.model.config == {"nf": 64, "nb": 23, "gc": 32}
+    assert opts.model.pretrained == "runs/rrdb_psnr_x4/model.safetensors"
     assert (opts.gan_type, opts.gan_weight, opts.pixel_weight, opts.pixel_loss) == ("rasgan", 5e-3, 1e-2, "l1")
     assert (opts.perceptual.kind, opts.perceptual.layers, opts.perceptual.weight) == ("vgg", "esrgan", 1.0)
-    assert discriminator_config(opts.discriminator, paper.data.train.patch_size)["input_size"] == 128
+    assert discriminator_config(opts.discriminator, opts.data.train.patch_size)["input_size"] == 128
     assert paper.schedule.milestones == [50000, 100000, 200000, 300000] and paper.schedule.gamma == 0.5
-    assert paper.optim.lr == 1e-4 and paper.train.total_iters == 400000 and paper.data.train.batch_size == 16
+    assert paper.optim.lr == 1e-4 and paper.train.total_iters == 400000 and opts.data.train.batch_size == 16
 
     small = load_run_config(REPO / "configs" / "esrgan_x4_small.yaml")
-    sopts = from_dict(ESRGANOptions, small.task_options)
-    assert small.model.pretrained == "default" and small.model.config == {"scale": 4, "nf": 32, "nb": 4, "gc": 16}
+    sopts = from_dict(ESRGANOptions, small.task)
+    assert sopts.model.pretrained == "default" and sopts.model.config == {"nf": 32, "nb": 4, "gc": 16}
     assert sopts.perceptual.kind == "feature_matching" and small.train.threads == 1
-    assert discriminator_config(sopts.discriminator, small.data.train.patch_size)["input_size"] == (
-        small.data.train.patch_size
+    assert discriminator_config(sopts.discriminator, sopts.data.train.patch_size)["input_size"] == (
+        sopts.data.train.patch_size
     )

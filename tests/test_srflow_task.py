@@ -13,8 +13,8 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import make_trainer, read_training_state
 from gensr.engine.config import load_run_config
-from gensr.engine.trainer import Trainer
 from gensr.errors import GensrError, NonFiniteLossError
 from gensr.models.srflow import SRFlowNet
 from gensr.tasks.srflow import (
@@ -52,19 +52,23 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 
 def write_config(tmp_path: Path, hr: Path, model: dict | None = None, options: dict | None = None, **train):
+    model = {k: v for k, v in dict(model or TINY).items() if k != "scale"}
     cfg = {
         "name": "t",
-        "task": "srflow",
-        "scale": 4,
         "output_dir": str(tmp_path / "run"),
-        "model": {"arch": "srflow", "config": dict(model or TINY)},
-        "data": {
-            "train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0, "augment": "hflip"}
+        "task": {
+            "kind": "srflow",
+            "scale": 4,
+            "model": {"arch": "srflow", "config": model},
+            "data": {
+                "train": {"hr_dirs": [str(hr)], "patch_size": 32, "batch_size": 4, "num_workers": 0, "augment": "hflip"}
+            },
+            "freeze_rrdb_fraction": 0.0,
+            **(options or {}),
         },
         "optim": {"lr": 2e-3, "betas": [0.9, 0.99]},
         "schedule": {"kind": "multistep", "milestones": [10**6]},
         "train": {"total_iters": 8, "checkpoint_every": 4, "log_every": 1, "threads": 1, **train},
-        "task_options": {"freeze_rrdb_fraction": 0.0, **(options or {})},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "cfg.yaml"
@@ -81,8 +85,8 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] / 255.0
 
 
-def first_batches(trainer: Trainer, n: int) -> list[dict]:
-    it = iter(trainer._train_loader())
+def first_batches(trainer, n: int) -> list[dict]:
+    it = trainer.task.train_data(0, 0, 0, 1)
     return [next(it) for _ in range(n)]
 
 
@@ -104,8 +108,8 @@ def same(a: dict, b: dict) -> bool:
 
 def test_tiny_srflow_lowers_nll_and_samples_beat_bicubic_lr_psnr(tmp_path, images):
     from gensr.checkpoints.loader import load_model
-    from gensr.engine.validate import to_uint8
     from gensr.imresize import imresize
+    from gensr.io import tensor_to_pixels as to_uint8
     from gensr.metrics.fidelity import lr_psnr
 
     model = {"nf": 16, "nb": 2, "gc": 4, "K": 2, "hidden": 32, "rrdb_blocks": [0, 1]}
@@ -113,10 +117,10 @@ def test_tiny_srflow_lowers_nll_and_samples_beat_bicubic_lr_psnr(tmp_path, image
         write_config(tmp_path, images["hr"], model=model),
         [
             "train.total_iters=360", "train.checkpoint_every=360", "train.log_every=10",
-            "data.train.batch_size=12", "optim.lr=3e-3", "schedule.milestones=[240,320]",
+            "task.data.train.batch_size=12", "optim.lr=3e-3", "schedule.milestones=[240,320]",
         ],
     )
-    exported = Trainer(cfg).fit()
+    exported = make_trainer(cfg).fit()
     rows = train_log(cfg.run_dir)
     bpp = [r["bpp"] for r in rows]
     assert all(r["skipped"] == 0 for r in rows)
@@ -143,12 +147,12 @@ def test_tiny_srflow_lowers_nll_and_samples_beat_bicubic_lr_psnr(tmp_path, image
 def test_resume_after_interrupt_reproduces_the_uninterrupted_run(tmp_path, images, monkeypatch):
     opts = {"freeze_rrdb_fraction": 0.5}  # frozen for iterations 1-4: the resumed run crosses the unfreeze
     full = load_run_config(write_config(tmp_path / "a", images["hr"], options=opts))
-    Trainer(full).fit()
+    make_trainer(full).fit()
     reference = [r["loss"] for r in train_log(full.run_dir)]
     assert len(reference) == 8 and all(math.isfinite(v) for v in reference)
 
     part = load_run_config(write_config(tmp_path / "b", images["hr"], options=opts))
-    trainer = Trainer(part)
+    trainer = make_trainer(part)
     real_step = trainer.task.train_step
 
     def interrupt_after_three(batch):
@@ -160,14 +164,14 @@ def test_resume_after_interrupt_reproduces_the_uninterrupted_run(tmp_path, image
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     monkeypatch.undo()
-    resumed_trainer = Trainer(part, resume="auto")
+    resumed_trainer = make_trainer(part, resume="auto")
     assert resumed_trainer.iteration == 3 and resumed_trainer.task.steps == 3
     resumed_trainer.fit()
     rows = train_log(part.run_dir)
     assert [r["loss"] for r in rows] == reference  # bit-identical on CPU
     assert [r["rrdb_frozen"] for r in rows] == [1.0] * 4 + [0.0] * 4
-    a = torch.load(full.run_dir / "checkpoints" / "iter_0000008.pt", weights_only=False)
-    b = torch.load(part.run_dir / "checkpoints" / "iter_0000008.pt", weights_only=False)
+    a = read_training_state(full.run_dir / "checkpoints" / "iter_0000008.safetensors")
+    b = read_training_state(part.run_dir / "checkpoints" / "iter_0000008.safetensors")
     assert same(a["task"]["networks"]["g"], b["task"]["networks"]["g"])
 
 
@@ -186,10 +190,10 @@ class _FailingBackward(torch.autograd.Function):
 
 def test_nonfinite_and_failed_inverse_steps_are_skipped_and_counted(tmp_path, images, monkeypatch):
     cfg = load_run_config(write_config(tmp_path, images["hr"]), ["train.max_nonfinite=3"])
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     task = trainer.task
     batches = first_batches(trainer, 6)
-    ok = task.train_step(batches[0])  # also initialises the ActNorms
+    ok = task.train_step(iter([batches[0]]))  # also initialises the ActNorms
     assert ok["skipped"] == 0.0 and ok["skip_reason"] == 0.0 and math.isfinite(ok["loss"])
 
     real_forward = SRFlowNet.forward
@@ -217,7 +221,7 @@ def test_nonfinite_and_failed_inverse_steps_are_skipped_and_counted(tmp_path, im
     for kind, reason in (("nan", SKIP_NONFINITE_LOSS), ("singular", SKIP_LINALG),
                          ("linalg", SKIP_LINALG), ("backward", SKIP_LINALG)):
         mode["kind"] = kind
-        stats = task.train_step(batches[1])
+        stats = task.train_step(iter([batches[1]]))
         assert stats["skipped"] == 1.0 and stats["skip_reason"] == reason, kind
         assert all(p.grad is None for p in task.model.parameters()), kind
     after = task.model.state_dict()
@@ -228,10 +232,10 @@ def test_nonfinite_and_failed_inverse_steps_are_skipped_and_counted(tmp_path, im
 
     mode["kind"] = "other"
     with pytest.raises(ValueError, match="a bug"):
-        task.train_step(batches[2])
+        task.train_step(iter([batches[2]]))
 
     mode["kind"] = None
-    assert task.train_step(batches[2])["skipped"] == 0.0
+    assert task.train_step(iter([batches[2]]))["skipped"] == 0.0
 
     # the trainer counts consecutive skips and stops the run
     mode["kind"] = "singular"
@@ -255,7 +259,7 @@ def test_rrdb_frozen_for_the_first_fraction_then_trained(tmp_path, images):
     cfg = load_run_config(
         write_config(tmp_path, images["hr"], options={"freeze_rrdb_fraction": 0.5}), ["train.total_iters=6"]
     )
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     task = trainer.task
     assert task.freeze_iters == 3
     groups = {g["name"]: g["params"] for g in task.optimizers["g"].param_groups}
@@ -266,12 +270,12 @@ def test_rrdb_frozen_for_the_first_fraction_then_trained(tmp_path, images):
     batches = first_batches(trainer, 6)
     rrdb0, flow0 = rrdb_state(task), flow_state(task)
     for i in range(3):
-        stats = task.train_step(batches[i])
+        stats = task.train_step(iter([batches[i]]))
         assert stats["rrdb_frozen"] == 1.0 and stats["skipped"] == 0.0
         assert all(not p.requires_grad for p in groups["rrdb"])
     assert same(rrdb0, rrdb_state(task))  # encoder unchanged while frozen
     assert not same(flow0, flow_state(task))  # the flow trained
-    stats = task.train_step(batches[3])
+    stats = task.train_step(iter([batches[3]]))
     assert stats["rrdb_frozen"] == 0.0
     changed = rrdb_state(task)
     assert all(not torch.equal(rrdb0[k], changed[k]) for k in rrdb0)  # every used encoder weight moved
@@ -291,18 +295,18 @@ def test_rrdb_pretrained_loads_and_checks_the_config(tmp_path, images):
     rrdb = build_model("rrdbnet", {"nf": 8, "nb": 2, "gc": 4, "scale": 4})
     good = save_checkpoint(tmp_path / "rrdb.safetensors", rrdb.state_dict(), "rrdbnet", {"nf": 8, "nb": 2, "gc": 4})
     cfg = load_run_config(write_config(tmp_path / "a", images["hr"], options={"rrdb_pretrained": str(good)}))
-    task = Trainer(cfg).task
+    task = make_trainer(cfg).task
     assert torch.equal(task.model.RRDB.RRDB_trunk[1].RDB3.conv5.weight, rrdb.body[1].rdb3.conv5.weight)
     assert torch.equal(task.model.RRDB.trunk_conv.bias, rrdb.conv_body.bias)
 
     wide = build_model("rrdbnet", {"nf": 16, "nb": 2, "gc": 4, "scale": 4})
     bad = save_checkpoint(tmp_path / "wide.safetensors", wide.state_dict(), "rrdbnet", {"nf": 16, "nb": 2, "gc": 4})
     cfg = load_run_config(write_config(tmp_path / "b", images["hr"], options={"rrdb_pretrained": str(bad)}))
-    with pytest.raises(GensrError, match=r"task_options.rrdb_pretrained: .*nf 16.*needs nf 8"):
-        Trainer(cfg)
+    with pytest.raises(GensrError, match=r"task.rrdb_pretrained: .*nf 16.*needs nf 8"):
+        make_trainer(cfg)
     cfg = load_run_config(write_config(tmp_path / "c", images["hr"], options={"rrdb_pretrained": "missing.pth"}))
-    with pytest.raises(GensrError, match="task_options.rrdb_pretrained: missing.pth"):
-        Trainer(cfg)
+    with pytest.raises(GensrError, match="task.rrdb_pretrained: missing.pth"):
+        make_trainer(cfg)
 
 
 # ------------------------------------------------------------------------------------------------- precision
@@ -310,11 +314,11 @@ def test_rrdb_pretrained_loads_and_checks_the_config(tmp_path, images):
 
 def test_bf16_autocast_keeps_the_objective_float32_and_finite(tmp_path, images, monkeypatch):
     cfg = load_run_config(write_config(tmp_path, images["hr"]))
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     task = trainer.task
     monkeypatch.setattr(task, "autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     batch = first_batches(trainer, 1)[0]
-    stats = task.train_step(batch)  # ActNorm init + one step under bf16 autocast
+    stats = task.train_step(iter([batch]))  # ActNorm init + one step under bf16 autocast
     assert stats["skipped"] == 0.0 and math.isfinite(stats["loss"])
     out = task.objective(batch["hr"], batch["lr"])
     for k in ("logp", "nll", "bpp", "bpd", "loss"):
@@ -334,9 +338,9 @@ def test_bf16_autocast_keeps_the_objective_float32_and_finite(tmp_path, images, 
 def test_validation_reports_mean_and_samples_without_touching_the_global_rng(tmp_path, images):
     cfg = load_run_config(
         write_config(tmp_path, images["hr"]),
-        [f"data.val.hr_dir={images['held']}", "train.total_iters=2", "data.val.every=2"],
+        [f"task.data.val.hr_dir={images['held']}", "train.total_iters=2", "train.eval_every=2"],
     )
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     trainer.fit()
     val = [json.loads(x) for x in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
     val = [r for r in val if r.get("split") == "val"]
@@ -348,14 +352,11 @@ def test_validation_reports_mean_and_samples_without_touching_the_global_rng(tmp
     assert (cfg.run_dir / "val" / "iter_0000002" / "img0.png").is_file()  # the tau=0 mean
 
     task, net = trainer.task, trainer.task.inference_network()
-    from gensr.data.datasets import SRValDataset
-
-    dataset = SRValDataset(images["held"], 4)
     state = torch.get_rng_state()
-    a = task.on_validation(7, dataset, tmp_path / "v1", None)
+    a = task.extra_evaluation(7, None, net, tmp_path / "v1")
     assert torch.equal(state, torch.get_rng_state())  # local generator only
-    b = task.on_validation(7, dataset, tmp_path / "v2", None)
-    assert a == b and net.training  # reproducible, and the train/eval mode is restored
+    b = task.extra_evaluation(7, None, net, tmp_path / "v2")
+    assert a == b and (tmp_path / "v1" / "samples" / "img0_t0.9_0.png").is_file()  # reproducible
 
 
 def test_super_resolve_is_the_deterministic_mean_for_odd_sizes():
@@ -390,17 +391,17 @@ def test_shipped_configs(name, scale, batch, lr, taps):
     from gensr.tasks.srflow import SRFlowOptions
 
     cfg = load_run_config(REPO / "configs" / f"{name}.yaml")
-    assert cfg.task == "srflow" and cfg.scale == scale and cfg.model.arch == "srflow"
-    assert cfg.data.train.augment == "hflip" and cfg.data.train.batch_size == batch
+    opts = from_dict(SRFlowOptions, cfg.task)
+    assert opts.kind == "srflow" and opts.scale == scale and opts.model.arch == "srflow"
+    assert opts.data.train.augment == "hflip" and opts.data.train.batch_size == batch
     assert cfg.optim.lr == lr and cfg.optim.betas == [0.9, 0.99]
     frac = [m / cfg.train.total_iters for m in cfg.schedule.milestones]
     assert frac == [0.5, 0.75, 0.9, 0.95] and cfg.schedule.gamma == 0.5
-    mc = from_dict(SRFlowConfig, cfg.model.config)
+    mc = from_dict(SRFlowConfig, {**opts.model.config, "scale": opts.scale})
     assert mc.rrdb_blocks == taps and mc.scale == scale
-    opts = from_dict(SRFlowOptions, cfg.task_options)
     assert opts.freeze_rrdb_fraction == 0.5 and opts.rrdb_pretrained
     if name == "srflow_x4_small":
-        assert cfg.train.threads == 1 and cfg.data.train.patch_size in range(64, 97)
+        assert cfg.train.threads == 1 and opts.data.train.patch_size in range(64, 97)
         assert (mc.nf, mc.nb, mc.gc) == (32, 4, 16) and mc.cond_channels == 160
         from gensr.models.rrdbnet import RRDBNet, RRDBNetConfig
 
@@ -409,5 +410,5 @@ def test_shipped_configs(name, scale, batch, lr, taps):
 
         load_rrdb_encoder(net, RRDBNet(RRDBNetConfig(nf=32, nb=4, gc=16)).state_dict())
     if name == "srflow_x4":
-        assert mc.K == 16 and mc.L == 3 and mc.hidden == 64 and cfg.data.train.patch_size == 160
+        assert mc.K == 16 and mc.L == 3 and mc.hidden == 64 and opts.data.train.patch_size == 160
         assert cfg.schedule.milestones == [100000, 150000, 180000, 190000]

@@ -13,11 +13,11 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import make_trainer
 from gensr.checkpoints.gensr_format import read_checkpoint
 from gensr.data.datasets import SRTrainDataset
 from gensr.engine.config import load_run_config
 from gensr.engine.ema import ModelEMA
-from gensr.engine.trainer import Trainer
 from gensr.imresize import imresize
 
 
@@ -34,8 +34,11 @@ def config(tmp_path: Path, hr: Path, **overrides) -> Path:
     cfg = {
         "name": "f",
         "output_dir": str(tmp_path / "run"),
-        "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
-        "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 16, "batch_size": 4, "num_workers": 0}},
+        "task": {
+            "kind": "psnr",
+            "model": {"arch": "rrdbnet", "config": {"nf": 8, "nb": 1, "gc": 4}},
+            "data": {"train": {"hr_dirs": [str(hr)], "patch_size": 16, "batch_size": 4, "num_workers": 0}},
+        },
         "optim": {"lr": 1e-3},
         "schedule": {"kind": "constant"},
         "train": {"total_iters": 3, "checkpoint_every": 3, "log_every": 1, "threads": 1, "device": "cpu"},
@@ -60,7 +63,7 @@ def test_ema_update_rule():
 
 def test_ema_run_exports_the_averaged_weights(tmp_path, hr_folder):
     cfg = load_run_config(config(tmp_path, hr_folder, ema={"enabled": True, "decay": 0.5}))
-    trainer = Trainer(cfg)
+    trainer = make_trainer(cfg)
     exported = trainer.fit()
     ck = read_checkpoint(exported)
     assert ck.meta["ema"] is True
@@ -87,11 +90,11 @@ def test_paired_folders_give_the_same_samples_as_on_the_fly(tmp_path, hr_folder)
 @pytest.mark.slow
 def test_torchrun_ddp_matches_a_single_process_with_the_global_batch(tmp_path, hr_folder):
     single = load_run_config(config(tmp_path / "single", hr_folder))
-    Trainer(single).fit()
+    make_trainer(single).fit()
     ddp_cfg = config(
         tmp_path / "ddp",
         hr_folder,
-        data={"train": {"hr_dirs": [str(hr_folder)], "patch_size": 16, "batch_size": 2, "num_workers": 0}},
+        task={"data": {"train": {"hr_dirs": [str(hr_folder)], "patch_size": 16, "batch_size": 2, "num_workers": 0}}},
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [

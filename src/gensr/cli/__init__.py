@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("gensr.cli.decode", "decode SRFlow latents (from `gensr encode`) back to an image"),
     "score": ("gensr.cli.score", "bits/dim of SR images under an SRFlow model"),
     "manipulate": ("gensr.cli.manipulate", "SRFlow latent editing: normalise, resample, transfer, restore"),
+    "niqe-fit": ("gensr.cli.niqe_fit", "fit a NIQE model on a folder of pristine images (MATLAB fitniqe)"),
+    "fid": ("gensr.cli.fid", "FID (and --is Inception Score) of generated images with the TF Inception weights"),
 }
 
 
@@ -60,9 +62,31 @@ def _version() -> str:
         return "unknown"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that the same clean-up runs (temporary files removed, a
+    training checkpoint saved)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _handle_termination_signals() -> None:
+    import signal
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, raise_terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensr`` console script. Returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _handle_termination_signals()
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(load_command=command)
     args = parser.parse_args(argv)
@@ -77,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except GensrError as exc:
         print(f"gensr: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            import signal
+
+            print(f"gensr: terminated ({signal.Signals(exc.signum).name})", file=sys.stderr)
+            return 128 + exc.signum
         print("gensr: interrupted", file=sys.stderr)
         return 130
 

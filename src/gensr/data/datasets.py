@@ -20,20 +20,20 @@ from gensr.data.augment import dihedral, random_aligned_crop
 from gensr.errors import GensrError
 from gensr.imresize import imresize, modcrop
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+def find_images(folders: Sequence[str | os.PathLike], recursive: bool = True, where: str = "data") -> list[Path]:
+    """All image files under ``folders`` (sorted); GensrError (naming ``where``, the config key) for a missing
+    folder or no images at all."""
+    from gensr.io import IMAGE_EXTENSIONS
 
-
-def find_images(folders: Sequence[str | os.PathLike], recursive: bool = True) -> list[Path]:
-    """All image files under ``folders`` (sorted); GensrError for a missing folder or no images at all."""
     files: list[Path] = []
     for folder in folders:
         d = Path(folder).expanduser()
         if not d.is_dir():
-            raise GensrError(f"{d}: data folder not found")
+            raise GensrError(f"{d}: data folder not found ({where})")
         pattern = "**/*" if recursive else "*"
-        files += sorted(p for p in d.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files += sorted(p for p in d.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise GensrError(f"{', '.join(str(f) for f in folders)}: no images found")
+        raise GensrError(f"{', '.join(str(f) for f in folders)}: no images found ({where})")
     return files
 
 
@@ -80,9 +80,10 @@ class SRTrainDataset(Dataset):
         augment: str = "dihedral",
         seed: int = 0,
         length: int = 10**9,
+        where: str = "data.train",
     ) -> None:
         if patch_size % scale:
-            raise GensrError(f"data.train.patch_size {patch_size} is not a multiple of the scale {scale}")
+            raise GensrError(f"{where}.patch_size {patch_size} is not a multiple of the scale {scale}")
         self.scale, self.lr_patch, self.augment, self.seed, self.length = (
             scale,
             patch_size // scale,
@@ -90,8 +91,8 @@ class SRTrainDataset(Dataset):
             seed,
             length,
         )
-        hr_files = find_images(hr_dirs)
-        lr_index = _index_by_stem(find_images(lr_dirs), lr_suffix, scale) if lr_dirs else None
+        hr_files = find_images(hr_dirs, where=f"{where}.hr_dirs")
+        lr_index = _index_by_stem(find_images(lr_dirs, where=f"{where}.lr_dirs"), lr_suffix, scale) if lr_dirs else None
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.names: list[str] = []
         for path in hr_files:
@@ -114,7 +115,7 @@ class SRTrainDataset(Dataset):
             self.names.append(path.stem)
         if not self.pairs:
             raise GensrError(
-                f"{', '.join(map(str, hr_dirs))}: no image is large enough for {patch_size}px patches"
+                f"{', '.join(map(str, hr_dirs))}: no image is large enough for {patch_size}px patches ({where})"
             )
 
     def __len__(self) -> int:
@@ -141,9 +142,9 @@ class SRValDataset(Dataset):
         lr_suffix: str = "",
     ) -> None:
         self.scale = scale
-        self.hr_files = find_images([hr_dir], recursive=False)
+        self.hr_files = find_images([hr_dir], recursive=False, where="val.hr_dir")
         self.lr_index = (
-            _index_by_stem(find_images([lr_dir], recursive=False), lr_suffix, scale) if lr_dir else None
+            _index_by_stem(find_images([lr_dir], recursive=False, where="val.lr_dir"), lr_suffix, scale) if lr_dir else None
         )
 
     def __len__(self) -> int:
@@ -177,8 +178,8 @@ class ResumableSampler(Sampler[int]):
     Sample numbers are the dataset indices, so sample ``i`` is identical whatever the worker count or restart point.
     """
 
-    def __init__(self, batch_size: int, start_iteration: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        self.batch_size, self.start, self.rank, self.world = batch_size, start_iteration, rank, world_size
+    def __init__(self, batch_size: int, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.batch_size, self.start, self.rank, self.world = batch_size, start_batch, rank, world_size
 
     def __iter__(self) -> Iterator[int]:
         it = self.start

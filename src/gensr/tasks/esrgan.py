@@ -1,13 +1,15 @@
 """Stage 2 of ESRGAN: fine-tune a PSNR-trained generator against a discriminator (Wang et al. 2018).
 
-Networks: ``g`` (the generator, initialised from ``model.pretrained``, which is required) and ``d`` (a
-discriminator trained from scratch, ``task_options.discriminator``). Generator loss, with ESRGAN's weights
+Networks: ``g`` (the generator, initialised from ``task.model.pretrained``, which is required) and ``d`` (a
+discriminator trained from scratch, ``task.discriminator``; its optimiser settings are ``optim`` with the
+overrides of ``optim.networks.d``). Generator loss, with ESRGAN's weights
 as defaults::
 
     L_G = perceptual.weight * L_percep + gan_weight * L_G^adv + pixel_weight * L_pixel
         = 1 * L1(VGG19 conv5_4) + 5e-3 * RaGAN + 1e-2 * L1
 
-One iteration follows the reference (BasicSR ``ESRGANModel.optimize_parameters``):
+One iteration follows the reference (BasicSR ``ESRGANModel.optimize_parameters``), with the shared GAN mechanics
+of :mod:`gensr.tasks.gan`:
 
 1. G part, D frozen (``requires_grad`` off) but in train mode: ``fake = G(lr)``; D(real) (constants) and
    D(fake) in *separate* forwards (BatchNorm statistics per pure batch); ``L_G.backward()``.
@@ -19,7 +21,7 @@ the updated G (the fake is the one made before the G step) and the G part never 
 It also makes a skip atomic: if either loss is non-finite, neither network changes and the step
 returns ``skipped=1`` (the trainer stops after ``train.max_nonfinite`` in a row).
 
-Perceptual term (``task_options.perceptual.kind``): ``vgg`` (VGG19 features of a torchvision weights
+Perceptual term (``task.perceptual.kind``): ``vgg`` (VGG19 features of a torchvision weights
 file, ``weights_path`` or $GENSR_VGG19_WEIGHTS), ``feature_matching`` (L1 between D's intermediate maps of
 fake and real, no extra weights needed) or ``none``.
 
@@ -36,23 +38,23 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import from_dict
-from gensr.engine.config import OptimSection, RunConfig
-from gensr.engine.distributed import DistInfo, unwrap, wrap
+from gensr.engine.config import RunConfig
+from gensr.engine.distributed import DistInfo, wrap
 from gensr.errors import GensrError
-from gensr.losses.adversarial import AdversarialLoss, canonical_kind, gradient_penalty
+from gensr.losses.adversarial import AdversarialLoss, canonical_kind
 from gensr.losses.perceptual import FeatureMatchingLoss, PerceptualLoss, resolve_layer_weights
 from gensr.losses.pixel import pixel_loss_fn
-from gensr.tasks.base import Task
-from gensr.tasks.common import build_generator
+from gensr.models.registry import build_model
+from gensr.tasks.gan import GANStep, float_stats
+from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network, nearest_and_bicubic, side_by_side
 
 DISCRIMINATORS: tuple[str, ...] = ("vgg_discriminator", "unet_discriminator")
 PERCEPTUAL_KINDS: tuple[str, ...] = ("vgg", "feature_matching", "none")
@@ -103,28 +105,28 @@ class DiscriminatorOptions:
 
 
 @dataclass
-class ESRGANOptions:
-    """``task_options`` of the esrgan task (unknown keys are errors). Defaults are the paper's.
+class ESRGANOptions(SRTaskOptions):
+    """The ``task:`` section of the esrgan task: the SR fields and these (defaults are the paper's).
 
     ``gan_type``: any :class:`gensr.losses.adversarial.AdversarialLoss` name (``rasgan``, alias ``ragan``,
-    is ESRGAN's). ``optim_d``: D's optimiser (keys of the ``optim`` section); default: the same as G's.
-    ``detach_opposite_mean``: relativistic-average D loss, BasicSR v1's variant (see adversarial.py).
-    ``gp_weight``: gradient-penalty weight, used with ``wgan-gp`` only. ``grid_images``: how many
-    validation images get a comparison grid (0 = none).
+    is ESRGAN's). ``detach_opposite_mean``: relativistic-average D loss, BasicSR v1's variant (see
+    adversarial.py). ``gp_weight``: gradient-penalty weight, used with ``wgan-gp`` only. ``grid_images``: how
+    many evaluation images get a comparison grid (0 = none).
     """
 
+    kind: str = "esrgan"
     gan_type: str = "rasgan"
     gan_weight: float = 5e-3
     pixel_weight: float = 1e-2
     pixel_loss: str = "l1"
     perceptual: PerceptualOptions = field(default_factory=PerceptualOptions)
     discriminator: DiscriminatorOptions = field(default_factory=DiscriminatorOptions)
-    optim_d: dict[str, Any] | None = None
     detach_opposite_mean: bool = False
     gp_weight: float = 10.0
     grid_images: int = 3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         try:
             self.gan_type = canonical_kind(self.gan_type)
         except GensrError as exc:
@@ -133,16 +135,12 @@ class ESRGANOptions:
         _check_weight("pixel_weight", self.pixel_weight)
         _check_weight("gp_weight", self.gp_weight)
         _check_loss_name("pixel_loss", self.pixel_loss)
-        if not isinstance(self.detach_opposite_mean, bool):
-            raise ValueError(f"detach_opposite_mean must be true or false, got {self.detach_opposite_mean!r}")
-        if not isinstance(self.grid_images, int) or isinstance(self.grid_images, bool) or self.grid_images < 0:
-            raise ValueError(f"grid_images must be an integer >= 0, got {self.grid_images!r}")
-        if self.optim_d is not None and not isinstance(self.optim_d, dict):
-            raise ValueError(f"optim_d must be a mapping (keys of the optim section), got {self.optim_d!r}")
+        if self.grid_images < 0:
+            raise ValueError(f"grid_images must be >= 0, got {self.grid_images}")
 
 
 def _check_weight(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -156,104 +154,66 @@ def _check_loss_name(name: str, value: Any) -> None:
 def discriminator_config(options: DiscriminatorOptions, patch_size: int) -> dict[str, Any]:
     """D's config dict for HR patches of side ``patch_size``; GensrError if the two cannot work together."""
     config = dict(options.config)
-    where = "task_options.discriminator.config"
+    where = "task.discriminator.config"
     if options.arch == "vgg_discriminator":
         size = config.setdefault("input_size", patch_size)
         if size != patch_size:
             raise GensrError(
-                f"{where}.input_size {size} does not match data.train.patch_size {patch_size}: the VGG "
+                f"{where}.input_size {size} does not match task.data.train.patch_size {patch_size}: the VGG "
                 "discriminator sees whole HR patches (set both to the same power of two, e.g. 128)"
             )
         if patch_size < 8 or patch_size & (patch_size - 1):
             raise GensrError(
-                f"data.train.patch_size {patch_size} cannot feed the VGG discriminator, which needs a power "
+                f"task.data.train.patch_size {patch_size} cannot feed the VGG discriminator, which needs a power "
                 "of two >= 8 (e.g. 64 or 128); use such a patch size or arch unet_discriminator"
             )
     elif patch_size % 8:
         raise GensrError(
-            f"data.train.patch_size {patch_size} cannot feed the U-Net discriminator (needs a multiple of 8)"
+            f"task.data.train.patch_size {patch_size} cannot feed the U-Net discriminator (needs a multiple of 8)"
         )
     return config
 
 
-class ESRGANTask(Task):
+class ESRGANTask(SRTask):
     """ESRGAN's GAN stage: G from a PSNR checkpoint, D from scratch, perceptual + adversarial + pixel loss."""
 
-    def __init__(self, cfg: RunConfig, dist: DistInfo) -> None:
-        super().__init__(cfg, dist)
-        opts = self.options = from_dict(ESRGANOptions, cfg.task_options, where="task_options")
-        # -- cheap checks first: every user mistake is reported before anything heavy is loaded ----------
-        if not cfg.model.pretrained:
-            raise GensrError(
-                "model.pretrained is required by the esrgan task: it fine-tunes a PSNR-trained generator "
-                "(e.g. runs/rrdb_psnr_x4/model.safetensors, or 'default' for the shipped one)"
-            )
-        from gensr.models.registry import build_model, resolve_model_path
+    Options = ESRGANOptions
 
+    @classmethod
+    def check(cls, options: ESRGANOptions, run: RunConfig) -> None:
+        _check_options(options)
+        super().check(options, run)
+
+    def __init__(self, options: ESRGANOptions, run: RunConfig, dist: DistInfo) -> None:
+        d_config = _check_options(options)  # every user mistake is reported before anything heavy is loaded
+        super().__init__(options, run, dist)
+        self.pixel_fn = pixel_loss_fn(options.pixel_loss)
         try:
-            resolve_model_path(cfg.model.pretrained)
+            disc = build_model(options.discriminator.arch, d_config)
         except GensrError as exc:
-            raise GensrError(f"model.pretrained: {exc}") from None
-        d_config = discriminator_config(opts.discriminator, cfg.data.train.patch_size)
-        optim_d = from_dict(
-            OptimSection, opts.optim_d if opts.optim_d is not None else vars(cfg.optim), "task_options.optim_d"
-        )
-        if opts.perceptual.kind == "vgg":
-            from gensr.nn.vgg import resolve_weights_path
-
-            try:
-                resolve_weights_path(opts.perceptual.weights_path)
-            except GensrError as exc:
-                raise GensrError(f"task_options.perceptual (kind vgg): {exc}") from None
-        self.adversarial = AdversarialLoss(opts.gan_type, detach_opposite_mean=opts.detach_opposite_mean)
-        self.pixel_fn = pixel_loss_fn(opts.pixel_loss)
-
-        # -- networks --------------------------------------------------------------------------------------
-        try:
-            disc = build_model(opts.discriminator.arch, d_config)
-        except GensrError as exc:
-            raise GensrError(f"task_options.discriminator: {exc}") from None
-        gen = build_generator(cfg)
-        self.psnr_net = copy.deepcopy(gen).eval().requires_grad_(False)  # the starting point, for grids
+            raise GensrError(f"task.discriminator: {exc}") from None
+        gen = build_network(options.model, options.scale)
+        self.psnr_net = self.memory_format(copy.deepcopy(gen).eval().requires_grad_(False).to(self.device))
         gen = self.memory_format(gen.to(self.device))
         disc = self.memory_format(disc.to(self.device))
-        self.psnr_net = self.memory_format(self.psnr_net.to(self.device))
         self.networks["g"] = wrap(gen, dist)
         self.networks["d"] = wrap(disc, dist)
+        self.build_optimizer("g", gen.parameters())
+        self.build_optimizer("d", disc.parameters())
         self.perceptual: nn.Module | None = None
-        if opts.perceptual.kind == "vgg":
-            loss = PerceptualLoss(opts.perceptual.layers, opts.perceptual.weights_path, opts.perceptual.criterion)
-            self.perceptual = self.memory_format(loss.to(self.device))
-        elif opts.perceptual.kind == "feature_matching":
-            self.perceptual = FeatureMatchingLoss(opts.perceptual.criterion)
-
-        o = cfg.optim
-        self.optimizers["g"] = torch.optim.Adam(
-            gen.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
-        )
-        self.optim_d = optim_d
-        self.optimizers["d"] = torch.optim.Adam(
-            disc.parameters(), lr=optim_d.lr, betas=tuple(optim_d.betas), weight_decay=optim_d.weight_decay
-        )
-
-        # Callables used in the step: D through DDP in the D part; the bare D (frozen, no gradient to
-        # synchronise) in the G part.
-        self._g = self.networks["g"]
-        self._d = self.networks["d"]
-        self._d_bare = disc
-        self._vgg = self.perceptual if opts.perceptual.kind == "vgg" else None
-        if cfg.train.compile:
-            self._g = torch.compile(self._g)
-            self._d = torch.compile(self._d)
-            self._d_bare = torch.compile(self._d_bare)
-            if self._vgg is not None:
-                self._vgg = torch.compile(self._vgg)
+        p = options.perceptual
+        if p.kind == "vgg":
+            self.perceptual = self.memory_format(PerceptualLoss(p.layers, p.weights_path, p.criterion).to(self.device))
+        elif p.kind == "feature_matching":
+            self.perceptual = FeatureMatchingLoss(p.criterion)
+        adversarial = AdversarialLoss(options.gan_type, detach_opposite_mean=options.detach_opposite_mean)
+        self.gan = GANStep(self, adversarial, options.gp_weight, compile_d=run.train.compile)
+        self._g = torch.compile(self.networks["g"]) if run.train.compile else self.networks["g"]
+        self._vgg = self.perceptual if p.kind == "vgg" else None
+        if run.train.compile and self._vgg is not None:
+            self._vgg = torch.compile(self._vgg)
 
     # -- one iteration ---------------------------------------------------------------------------------------
-    def set_d_trainable(self, flag: bool) -> None:
-        """Freeze (False) or unfreeze (True) D's parameters."""
-        unwrap(self.networks["d"]).requires_grad_(flag)
-
     def generator_backward(
         self, lr: torch.Tensor, hr: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
@@ -261,21 +221,17 @@ class ESRGANTask(Task):
         (nothing backpropagated) when L_G is non-finite. ``lr`` (N, 3, h, w), ``hr`` (N, 3, sh, sw) in [0, 1]."""
         opts = self.options
         fm = opts.perceptual.kind == "feature_matching"
-        need_real = fm or self.adversarial.is_relativistic
-        self.set_d_trainable(False)
-        try:
+        kw = {"return_features": fm}
+        with self.gan.frozen_discriminator():
             with self.autocast():
                 fake = self._g(lr)
-                real_out = None
-                if need_real:
-                    with torch.no_grad():
-                        real_out = self._d_bare(hr, return_features=fm)
-                fake_out = self._d_bare(fake, return_features=fm)
+                real = hr if self.gan.needs_real_in_g_step(features=fm) else None
+                real_out, fake_out = self.gan.generator_outputs(fake, real, fake_kw=kw, real_kw=kw)
             real_logits, real_feats = real_out if fm else (real_out, None)
             fake_logits, fake_feats = fake_out if fm else (fake_out, None)
             zero = torch.zeros((), device=self.device)
             g_pixel = opts.pixel_weight * self.pixel_fn(fake.float(), hr.float()) if opts.pixel_weight else zero
-            g_gan = opts.gan_weight * self.adversarial.g_loss(real_logits, fake_logits) if opts.gan_weight else zero
+            g_gan = opts.gan_weight * self.gan.generator_loss(real_logits, fake_logits) if opts.gan_weight else zero
             g_percep = zero
             if self._vgg is not None and opts.perceptual.weight:
                 with self.autocast():
@@ -286,37 +242,10 @@ class ESRGANTask(Task):
             if not self.all_finite(total):
                 return None
             total.backward()
-        finally:
-            self.set_d_trainable(True)
         return fake.detach(), {"loss": total, "g_pixel": g_pixel, "g_percep": g_percep, "g_gan": g_gan}
 
-    def discriminator_backward(self, hr: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor] | None:
-        """D part on a detached ``fake`` batch: real and fake in separate forwards, L_D backward.
-        Returns the terms, or None (nothing backpropagated) when L_D is non-finite."""
-        fake = fake.detach()
-        with self.autocast():
-            real_logits = self._d(hr)
-            fake_logits = self._d(fake)
-        d_loss = self.adversarial.d_loss(real_logits, fake_logits)
-        if self.adversarial.kind == "wgan-gp" and self.options.gp_weight:
-            bare = unwrap(self.networks["d"])  # eager and outside DDP: the penalty needs a double backward
-
-            def critic(x: torch.Tensor) -> torch.Tensor:
-                with self.autocast():
-                    return bare(x)
-
-            d_loss = d_loss + gradient_penalty(critic, hr.float(), fake.float(), self.options.gp_weight)
-        if not self.all_finite(d_loss):
-            return None
-        d_loss.backward()
-        return {
-            "d_loss": d_loss,
-            "d_real": real_logits.detach().float().mean(),
-            "d_fake": fake_logits.detach().float().mean(),
-        }
-
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        lr, hr = self.to_device(batch["lr"]), self.to_device(batch["hr"])
+    def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
+        lr, hr = self.next_pair(batches)
         g, d = self.networks["g"], self.networks["d"]
         opt_g, opt_d = self.optimizers["g"], self.optimizers["d"]
         g.train()
@@ -325,76 +254,63 @@ class ESRGANTask(Task):
         opt_d.zero_grad(set_to_none=True)
         out = self.generator_backward(lr, hr)
         if out is None:
-            return _stats({}, skipped=True)
+            return float_stats({}, STAT_KEYS, skipped=True)
         fake, g_terms = out
-        d_terms = self.discriminator_backward(hr, fake)
+        d_terms = self.gan.discriminator_backward(hr, fake)
         if d_terms is None:
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
-            return _stats(g_terms, skipped=True)
-        self.clip_gradients(g)
-        if self.optim_d.grad_clip:
-            torch.nn.utils.clip_grad_norm_(d.parameters(), self.optim_d.grad_clip)
+            return float_stats(g_terms, STAT_KEYS, skipped=True)
+        self.clip_gradients("g", g)
+        self.clip_gradients("d", d)
         opt_g.step()
         opt_d.step()
-        return _stats({**g_terms, **d_terms}, skipped=False)
+        return float_stats({**g_terms, **d_terms}, STAT_KEYS, skipped=False)
 
-    # -- validation grids ------------------------------------------------------------------------------------
+    # -- evaluation grids ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def comparison_grid(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def comparison_grid(self, lr: torch.Tensor, hr: torch.Tensor, gan: nn.Module) -> torch.Tensor:
         """LR nearest | bicubic | PSNR model | GAN | GT side by side for one image.
 
-        ``lr`` (1, 3, h, w), ``hr`` (1, 3, sh, sw) in [0, 1] -> (3, H, 5 W + 4 gap) float in [0, 1] on the CPU.
+        ``lr`` (1, 3, h, w), ``hr`` (1, 3, sh, sw) in [0, 1] -> (3, H, 5 W + 4 gaps) float in [0, 1] on the CPU.
         """
-        from gensr.imresize import imresize
-
-        s = self.cfg.scale
         lr = lr.to(self.device)
-        gan = self.inference_network()
-        was_training = gan.training
-        gan.eval()
-        try:
-            panels = [
-                F.interpolate(lr.float(), scale_factor=s, mode="nearest"),
-                imresize(lr.float(), scale=s),
-                self.super_resolve(self.psnr_net, lr),
-                self.super_resolve(gan, lr),
-                hr,
-            ]
-        finally:
-            gan.train(was_training)
-        panels = [p.detach().float().cpu().clamp(0, 1)[0] for p in panels]
-        h = min(p.shape[1] for p in panels)
-        w = min(p.shape[2] for p in panels)
-        gap = torch.ones(3, h, 4)
-        parts: list[torch.Tensor] = []
-        for i, p in enumerate(panels):
-            if i:
-                parts.append(gap)
-            parts.append(p[:, :h, :w])
-        return torch.cat(parts, dim=2)
+        panels = [*nearest_and_bicubic(lr, self.scale), self.super_resolve(self.psnr_net, lr),
+                  self.super_resolve(gan, lr), hr]  # fmt: skip
+        return side_by_side(panels)
 
-    def on_validation(self, iteration: int, dataset, out_dir, logger) -> dict[str, float]:
-        """Grids for the first ``grid_images`` validation images (files when data.val.save_images)."""
+    def extra_evaluation(self, iteration: int, logger: Any, network: nn.Module, out_dir: Path) -> dict[str, float]:
+        """Grids for the first ``grid_images`` evaluation images (files when val.save_images)."""
         from gensr.io import write_image
 
-        n = min(self.options.grid_images, len(dataset))
+        n = min(self.options.grid_images, len(self.val_set))
         for i in range(n):
-            item = dataset[i]
-            grid = self.comparison_grid(item["lr"][None], item["hr"][None])
-            if out_dir is not None and self.cfg.data.val.save_images:
-                write_image(Path(out_dir) / f"iter_{iteration:07d}" / f"grid_{item['name']}.png", grid)
+            item = self.val_set[i]
+            grid = self.comparison_grid(item["lr"][None], item["hr"][None], network)
+            if self.options.data.val.save_images:
+                write_image(Path(out_dir) / f"grid_{item['name']}.png", grid, overwrite=True)
             logger.images(iteration, f"val_grid/{item['name']}", grid)
         return {}
 
 
-def _stats(terms: dict[str, torch.Tensor], skipped: bool) -> dict[str, float]:
-    """Python floats for the trainer (one device sync); missing terms are NaN (ignored in means)."""
-    keys = [k for k in STAT_KEYS if k in terms]
-    values = torch.stack([terms[k].detach().float() for k in keys]).tolist() if keys else []
-    out = {k: float("nan") for k in STAT_KEYS}
-    out.update(dict(zip(keys, values, strict=True)))
-    if skipped:
-        out["loss"] = float("nan")
-    out["skipped"] = 1.0 if skipped else 0.0
-    return out
+def _check_options(options: ESRGANOptions) -> dict[str, Any]:
+    """Cheap checks of what the esrgan task needs; returns D's config."""
+    if not options.model.pretrained:
+        raise GensrError(
+            "task.model.pretrained is required by the esrgan task: it fine-tunes a PSNR-trained generator "
+            "(e.g. runs/rrdb_psnr_x4/model.safetensors, or 'default' for the shipped one)"
+        )
+    from gensr.checkpoints.shipped import resolve_model_path
+
+    try:
+        resolve_model_path(options.model.pretrained)
+    except GensrError as exc:
+        raise GensrError(f"task.model.pretrained: {exc}") from None
+    if options.perceptual.kind == "vgg":
+        from gensr.nn.vgg import resolve_weights_path
+
+        try:
+            resolve_weights_path(options.perceptual.weights_path)
+        except GensrError as exc:
+            raise GensrError(f"task.perceptual (kind vgg): {exc}") from None
+    return discriminator_config(options.discriminator, options.data.train.patch_size)

@@ -1,61 +1,56 @@
-"""Stage 1 of ESRGAN: a PSNR-oriented generator trained with a pixel loss (L1 in the paper)."""
+"""Stage 1 of ESRGAN: a PSNR-oriented generator trained with a pixel loss (L1 in the paper).
+
+``task:`` section: the SR fields (:mod:`gensr.tasks.sr_common`) and ``pixel_loss`` (l1 | mse | charbonnier,
+see :mod:`gensr.losses.pixel`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from gensr.config import from_dict
 from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo, wrap
-from gensr.tasks.base import Task
-from gensr.tasks.common import build_generator
+from gensr.errors import GensrError
+from gensr.losses.pixel import pixel_loss_fn
+from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network
 
 
 @dataclass
-class PSNROptions:
-    pixel_loss: str = "l1"  # l1 | mse | charbonnier
+class PSNROptions(SRTaskOptions):
+    pixel_loss: str = "l1"
 
     def __post_init__(self) -> None:
-        if self.pixel_loss not in ("l1", "mse", "charbonnier"):
-            raise ValueError(f"pixel_loss must be l1, mse or charbonnier, got {self.pixel_loss!r}")
+        super().__post_init__()
+        try:
+            pixel_loss_fn(self.pixel_loss)
+        except GensrError as exc:
+            raise ValueError(f"pixel_loss: {exc}") from None
 
 
-def pixel_loss(kind: str, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Mean pixel loss between (N, C, H, W) tensors."""
-    if kind == "l1":
-        return F.l1_loss(sr, hr)
-    if kind == "mse":
-        return F.mse_loss(sr, hr)
-    return torch.sqrt((sr - hr) ** 2 + 1e-12).mean()
-
-
-class PSNRTask(Task):
+class PSNRTask(SRTask):
     """L1 (or MSE/Charbonnier) regression of HR from LR with Adam."""
 
-    def __init__(self, cfg: RunConfig, dist: DistInfo) -> None:
-        super().__init__(cfg, dist)
-        self.options = from_dict(PSNROptions, cfg.task_options, where="task_options")
-        model = self.memory_format(build_generator(cfg).to(self.device))
+    Options = PSNROptions
+
+    def __init__(self, options: PSNROptions, run: RunConfig, dist: DistInfo) -> None:
+        super().__init__(options, run, dist)
+        self.loss_fn = pixel_loss_fn(options.pixel_loss)
+        model = self.memory_format(build_network(options.model, options.scale).to(self.device))
         self.networks["g"] = wrap(model, dist)
-        o = cfg.optim
-        self.optimizers["g"] = torch.optim.Adam(
-            model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
-        )
-        self._step_fn = self._forward_loss
-        if cfg.train.compile:
-            self._step_fn = torch.compile(self._forward_loss)
+        self.build_optimizer("g", model.parameters())
+        self._step_fn = torch.compile(self._forward_loss) if run.train.compile else self._forward_loss
 
     def _forward_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             sr = self.networks["g"](lr)
-        return pixel_loss(self.options.pixel_loss, sr.float(), hr)
+        return self.loss_fn(sr.float(), hr)
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        lr, hr = self.to_device(batch["lr"]), self.to_device(batch["hr"])
+    def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
+        lr, hr = self.next_pair(batches)
         net, opt = self.networks["g"], self.optimizers["g"]
         net.train()
         loss = self._step_fn(lr, hr)
@@ -63,6 +58,6 @@ class PSNRTask(Task):
         if not self.all_finite(loss):
             return {"loss": float("nan"), "skipped": 1.0}
         loss.backward()
-        self.clip_gradients(net)
+        self.clip_gradients("g", net)
         opt.step()
         return {"loss": loss.item(), "skipped": 0.0}

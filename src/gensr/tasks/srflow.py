@@ -6,11 +6,11 @@ The released recipe (see ``configs/srflow_x4.yaml``): Adam (0.9, 0.99), lr 2.5e-
 50/75/90/95 % of 200k iterations, HR patches 160, batch 12 (4x) / 16 (8x), horizontal flips only, the RRDB
 encoder initialised from a PSNR-trained RRDBNet.
 
-Task options (``task_options``):
+``task:`` section: the SR fields (:mod:`gensr.tasks.sr_common`) and:
 
 * ``rrdb_pretrained``: weights for the RRDB encoder -- a gensr RRDBNet file, a shipped name ("default"), an
   official RRDBNet layout, or an SRFlow checkpoint (its encoder is taken). Its nf/nb/gc/scale must match
-  ``model.config``. Not combinable with ``model.pretrained`` (which already holds an encoder).
+  ``task.model.config``. Not combinable with ``task.model.pretrained`` (which already holds an encoder).
 * ``freeze_rrdb_fraction``: the encoder is frozen for the first ``fraction * train.total_iters`` iterations
   (the paper: 0.5). The official code never freezes (its freeze switch is dead code, issue #37): set 0 to
   reproduce the released training loop. The encoder's parameters are in the optimiser from the start (param
@@ -31,7 +31,7 @@ the trainer stops after ``train.max_nonfinite`` in a row. Every other exception 
 failure inside ``backward`` on one rank only cannot be recovered (the other ranks wait in the all-reduce).
 
 ActNorm data-dependent initialisation: on the first training batch, one no-grad forward in train mode
-initialises every ActNorm not yet initialised (none after a resume or with ``model.pretrained``: loading marks
+initialises every ActNorm not yet initialised (none after a resume or with ``task.model.pretrained``: loading marks
 them initialised). Under DDP the model is wrapped only after that forward (DDP then broadcasts rank 0's
 statistics), and re-wrapped whenever the encoder is (un)frozen, since DDP fixes its set of trained parameters
 at construction. An EMA (``ema.enabled``; off in the SRFlow configs) copies the weights before this
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import from_dict
 from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo, unwrap, wrap
 from gensr.errors import GensrError
 from gensr.losses.likelihood import bits_per_dim, bits_per_pixel, dequantize
 from gensr.models.srflow import SRFlowNet, load_rrdb_encoder
 from gensr.nn.flow import ActNorm
-from gensr.tasks.base import Task
-from gensr.tasks.common import build_generator
+from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network
 
 SKIP_NONFINITE_LOSS = 1.0
 SKIP_LINALG = 2.0
@@ -69,7 +68,8 @@ _LINALG_WORDS = re.compile(r"singular|converge", re.IGNORECASE)
 
 
 @dataclass
-class SRFlowOptions:
+class SRFlowOptions(SRTaskOptions):
+    kind: str = "srflow"
     rrdb_pretrained: str | None = None
     freeze_rrdb_fraction: float = 0.5
     dequantize: bool = True
@@ -78,6 +78,9 @@ class SRFlowOptions:
     val_sample_images: int = 3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model.arch != "srflow":
+            raise ValueError(f"model.arch: the srflow task trains arch 'srflow', got {self.model.arch!r}")
         if not 0.0 <= float(self.freeze_rrdb_fraction) <= 1.0:
             raise ValueError(f"freeze_rrdb_fraction must be in [0, 1], got {self.freeze_rrdb_fraction}")
         if float(self.val_heat) < 0:
@@ -119,7 +122,7 @@ def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
     """Initialise ``model.RRDB`` from ``source`` (any checkpoint the loader reads: an RRDBNet or an SRFlow)."""
     from gensr.checkpoints.loader import load_model
 
-    where = "task_options.rrdb_pretrained"
+    where = "task.rrdb_pretrained"
     try:
         loaded = load_model(source)
     except GensrError as exc:
@@ -136,7 +139,7 @@ def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
         text = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
         raise GensrError(
             f"{where}: {source} is a {type(loaded).__name__} with {text(got)}, "
-            f"but the SRFlow encoder (model.config) needs {text(need)}"
+            f"but the SRFlow encoder (task.model.config) needs {text(need)}"
         )
     try:
         load_rrdb_encoder(model, state)
@@ -144,23 +147,33 @@ def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
         raise GensrError(f"{where}: {source}: {exc}") from None
 
 
-class SRFlowTask(Task):
+class SRFlowTask(SRTask):
     """Trains :class:`~gensr.models.srflow.SRFlowNet` by maximum likelihood (see the module docstring)."""
 
-    def __init__(self, cfg: RunConfig, dist: DistInfo) -> None:
-        super().__init__(cfg, dist)
-        self.options = from_dict(SRFlowOptions, cfg.task_options, where="task_options")
-        if cfg.train.compile:
+    Options = SRFlowOptions
+
+    @classmethod
+    def check(cls, options: SRFlowOptions, run: RunConfig) -> None:
+        super().check(options, run)
+        if options.rrdb_pretrained:
+            from gensr.checkpoints.shipped import resolve_model_path
+
+            try:
+                resolve_model_path(options.rrdb_pretrained)
+            except GensrError as exc:
+                raise GensrError(f"task.rrdb_pretrained: {exc}") from None
+
+    def __init__(self, options: SRFlowOptions, run: RunConfig, dist: DistInfo) -> None:
+        if run.train.compile:
             raise GensrError("train.compile: not supported by the srflow task (set it to false)")
-        model = build_generator(cfg)
-        if not isinstance(model, SRFlowNet):
-            raise GensrError(f"model.arch: the srflow task trains arch 'srflow', got {cfg.model.arch!r}")
+        if options.rrdb_pretrained and options.model.pretrained:
+            raise GensrError(
+                "task.rrdb_pretrained and task.model.pretrained are both set: model.pretrained already "
+                "holds an encoder; set task.rrdb_pretrained=null to fine-tune a whole SRFlow"
+            )
+        super().__init__(options, run, dist)
+        model = build_network(options.model, options.scale)
         if self.options.rrdb_pretrained:
-            if cfg.model.pretrained:
-                raise GensrError(
-                    "task_options.rrdb_pretrained and model.pretrained are both set: model.pretrained already "
-                    "holds an encoder; set task_options.rrdb_pretrained=null to fine-tune a whole SRFlow"
-                )
             load_rrdb_weights(model, self.options.rrdb_pretrained)
         model = self.memory_format(model.to(self.device))
         self.model = model
@@ -173,16 +186,13 @@ class SRFlowTask(Task):
             {"params": [p for n, p in named if not n.startswith("RRDB.")], "name": "flow"},
             {"params": [p for n, p in named if n.startswith("RRDB.")], "name": "rrdb"},
         ]
-        o = cfg.optim
-        self.optimizers["g"] = torch.optim.Adam(
-            groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
-        )
-        self.freeze_iters = int(math.floor(self.options.freeze_rrdb_fraction * cfg.train.total_iters + 0.5))
+        self.build_optimizer("g", groups)
+        self.freeze_iters = int(math.floor(self.options.freeze_rrdb_fraction * run.train.total_iters + 0.5))
         self.steps = 0  # training steps taken (skipped ones included), as the trainer's iteration
         # Dequantisation noise comes from the task's own generator (saved with the task state): the global RNG
         # is also drawn from by the trainer (e.g. when a DataLoader iterator starts), which would make a
         # resumed run differ from an uninterrupted one.
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(cfg.seed * 1009 + dist.rank + 17)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(run.seed * 1009 + dist.rank + 17)
         self._actnorms_ready = False
         self.rrdb_trainable = True
         self._set_rrdb_trainable(self.steps >= self.freeze_iters)
@@ -239,8 +249,8 @@ class SRFlowTask(Task):
             "loss": bpp.mean(),
         }
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        lr, hr = self.to_device(batch["lr"]), self.to_device(batch["hr"])
+    def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
+        lr, hr = self.next_pair(batches)
         self._set_rrdb_trainable(self.steps >= self.freeze_iters)
         if self._needs_actnorm_init():
             self.initialize_actnorms(hr, lr)
@@ -266,7 +276,7 @@ class SRFlowTask(Task):
                 raise
             opt.zero_grad(set_to_none=True)
             return self._skipped(SKIP_LINALG, frozen)
-        max_norm = self.cfg.optim.grad_clip or float("inf")
+        max_norm = self.run.optim.for_network("g").grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_params, max_norm)
         if not bool(torch.isfinite(grad_norm)):
             opt.zero_grad(set_to_none=True)
@@ -285,47 +295,44 @@ class SRFlowTask(Task):
     def _skipped(self, reason: float, frozen: float) -> dict[str, float]:
         nan = float("nan")
         return {
-            "loss": nan, "bpp": nan, "bpd": nan, "grad_norm": nan,
-            "rrdb_frozen": frozen, "skipped": 1.0, "skip_reason": reason,
+            "loss": nan,
+            "bpp": nan,
+            "bpd": nan,
+            "grad_norm": nan,
+            "rrdb_frozen": frozen,
+            "skipped": 1.0,
+            "skip_reason": reason,
         }
 
-    # -- validation -----------------------------------------------------------------------------------------
+    # -- evaluation -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def super_resolve(self, net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         """The deterministic tau = 0 mean (what the standard PSNR/SSIM/LR-PSNR are computed on)."""
         return sample_padded(unwrap(net), lr, heat=0.0)
 
     @torch.no_grad()
-    def on_validation(self, iteration: int, dataset, out_dir, logger) -> dict[str, float]:
+    def extra_evaluation(self, iteration: int, logger: Any, network: nn.Module, out_dir: Path) -> dict[str, float]:
         """Samples at ``val_heat`` (local generator seeded by ``iteration``): mean Y-PSNR and LR-PSNR, PNGs."""
-        from gensr.engine.validate import to_uint8
+        from gensr.io import tensor_to_pixels, write_image
         from gensr.metrics.fidelity import lr_psnr, psnr
 
         o = self.options
         if o.val_samples == 0:
             return {}
-        net = self.inference_network()
-        was_training = net.training
-        net.eval()
+        net = unwrap(network)
         gen = torch.Generator(device="cpu").manual_seed(int(iteration))
-        folder = Path(out_dir) / f"iter_{iteration:07d}" / "samples"
-        scale = self.cfg.scale
         rows = []
-        try:
-            for i in range(len(dataset)):
-                item = dataset[i]
-                lr = item["lr"].unsqueeze(0).to(self.device)
-                srs = sample_padded(net, lr, o.val_heat, gen, num_samples=o.val_samples).float().cpu()
-                hr8, lr8 = to_uint8(item["hr"]), to_uint8(item["lr"])
-                for k in range(srs.shape[0]):
-                    sr8 = to_uint8(srs[k])
-                    rows.append((psnr(sr8, hr8, crop_border=scale, y_channel=True), lr_psnr(sr8, lr8, scale)))
-                    if self.cfg.data.val.save_images and i < o.val_sample_images:
-                        from gensr.io import write_image
-
-                        write_image(folder / f"{item['name']}_t{o.val_heat:g}_{k}.png", sr8)
-        finally:
-            net.train(was_training)
+        for i in range(len(self.val_set)):
+            item = self.val_set[i]
+            lr = item["lr"].unsqueeze(0).to(self.device)
+            srs = sample_padded(net, lr, o.val_heat, gen, num_samples=o.val_samples).float().cpu()
+            hr8, lr8 = tensor_to_pixels(item["hr"]), tensor_to_pixels(item["lr"])
+            for k in range(srs.shape[0]):
+                sr8 = tensor_to_pixels(srs[k])
+                rows.append((psnr(sr8, hr8, crop_border=self.scale, y_channel=True), lr_psnr(sr8, lr8, self.scale)))
+                if o.data.val.save_images and i < o.val_sample_images:
+                    name = f"{item['name']}_t{o.val_heat:g}_{k}.png"
+                    write_image(Path(out_dir) / "samples" / name, sr8, overwrite=True)
         arr = np.array(rows, dtype=np.float64)
         return {"sample_psnr_y": float(arr[:, 0].mean()), "sample_lr_psnr": float(arr[:, 1].mean())}
 
