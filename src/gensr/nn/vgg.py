@@ -1,5 +1,7 @@
 """VGG19 feature extractor for perceptual losses, built without torchvision, loading torchvision's weights.
 
+(VGG16's ``features`` in the same layout are also built here, :func:`build_vgg16_features`, for LPIPS.)
+
 ``features`` is an ``nn.Sequential`` with torchvision's ``vgg19().features`` indices (conv 3x3 + in-place
 ReLU, 2x2 max-pools), so torchvision's ``vgg19-dcbb9e9d.pth`` (keys ``features.N.weight/bias``; its
 ``classifier.*`` keys are ignored) loads strictly into it. Nothing is downloaded: the weights file comes
@@ -11,6 +13,10 @@ Layers are tapped by name: ``conv1_1 .. conv5_4`` (pre-activation), ``relu1_1 ..
 deepest requested layer. A tapped output that the next (in-place) ReLU would overwrite is cloned
 first. The input is RGB in [0, 1], normalised with the ImageNet mean/std inside. Parameters are frozen
 and the module stays in eval mode.
+
+VGG16 (torchvision's "D" configuration, ``vgg16-397923af.pth``): the 31 modules of ``vgg16().features``,
+named ``conv1_1 .. conv5_3`` / ``relu1_1 .. relu5_3`` / ``pool1 .. pool5`` in :data:`VGG16_LAYER_INDEX`
+(e.g. ``relu1_2`` = 3, ``relu5_3`` = 29); :func:`check_vgg16_state_dict` checks a file's 26 conv tensors.
 """
 
 from __future__ import annotations
@@ -23,22 +29,28 @@ import torch
 from torch import nn
 
 from gensr.errors import GensrError
+from gensr.nn.torchvision_layout import check_features_state_dict, conv_param_shapes, read_state_dict
 
 WEIGHTS_ENV = "GENSR_VGG19_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# torchvision's "E" configuration: channels per conv, "M" = 2x2 max-pool.
+# torchvision's "E" (VGG19) and "D" (VGG16) configurations: channels per conv, "M" = 2x2 max-pool.
 _CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                                512, 512, 512, 512, "M", 512, 512, 512, 512, "M")  # fmt: skip
+_CFG16: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                                 512, 512, 512, "M", 512, 512, 512, "M")  # fmt: skip
 
 
-def _layer_table() -> tuple[list[str], dict[int, tuple[int, int]]]:
-    """Names of the 37 modules of vgg19().features in order, and conv index -> (in_ch, out_ch)."""
+def _layer_table(cfg: tuple[int | str, ...] = _CFG) -> tuple[list[str], dict[int, tuple[int, int]]]:
+    """Names of the modules of torchvision's ``features`` for ``cfg`` in order, and conv index -> (in_ch, out_ch).
+
+    37 modules for VGG19 (``_CFG``), 31 for VGG16 (``_CFG16``).
+    """
     names: list[str] = []
     convs: dict[int, tuple[int, int]] = {}
     block, k, in_ch = 1, 1, 3
-    for v in _CFG:
+    for v in cfg:
         if v == "M":
             names.append(f"pool{block}")
             block, k = block + 1, 1
@@ -49,8 +61,10 @@ def _layer_table() -> tuple[list[str], dict[int, tuple[int, int]]]:
     return names, convs
 
 
-LAYER_NAMES, CONV_CHANNELS = _layer_table()
+LAYER_NAMES, CONV_CHANNELS = _layer_table(_CFG)
 LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+VGG16_LAYER_NAMES, VGG16_CONV_CHANNELS = _layer_table(_CFG16)
+VGG16_LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(VGG16_LAYER_NAMES)}
 
 
 def resolve_weights_path(weights_path: str | os.PathLike | None = None) -> Path:
@@ -77,72 +91,54 @@ def load_vgg19_weights(weights_path: str | os.PathLike | None = None) -> dict[st
     listing the keys (a vgg19_bn file, a wrapped or prefixed state dict are refused).
     """
     path = resolve_weights_path(weights_path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/safetensors raise many types for a bad file
-        msg = " ".join(str(exc).split())[:200]
-        raise GensrError(f"{path}: not a readable VGG19 weights file ({type(exc).__name__}: {msg})") from None
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise GensrError(f"{path}: expected a state dict of tensors (torchvision vgg19 layout)")
+    sd = read_state_dict(path, "VGG19 weights", "torchvision vgg19 layout")
     return check_vgg19_state_dict(sd, where=str(path))
 
 
-def check_vgg19_state_dict(
-    sd: Mapping[str, torch.Tensor], where: str = "VGG19 weights"
-) -> dict[str, torch.Tensor]:
+def vgg_param_shapes(conv_channels: Mapping[int, tuple[int, int]]) -> dict[str, tuple[int, ...]]:
+    """``features.N.weight/bias`` shapes of a VGG ``features`` (3x3 convs) from conv index -> (in_ch, out_ch)."""
+    return conv_param_shapes({i: (cin, cout, 3) for i, (cin, cout) in conv_channels.items()})
+
+
+def _bn_hint(keys: Iterable[str], arch: str) -> str:
+    if any("running_mean" in k for k in keys):
+        return f" (a {arch.lower()}_bn file? only plain {arch.lower()} is supported)"
+    return ""
+
+
+def check_vgg19_state_dict(sd: Mapping[str, torch.Tensor], where: str = "VGG19 weights") -> dict[str, torch.Tensor]:
     """The conv tensors of a torchvision vgg19 state dict; GensrError on missing/unexpected/misshapen keys."""
-    expected: dict[str, tuple[int, ...]] = {}
-    for i, (cin, cout) in CONV_CHANNELS.items():
-        expected[f"features.{i}.weight"] = (cout, cin, 3, 3)
-        expected[f"features.{i}.bias"] = (cout,)
-    keys = set(sd)
-    unexpected = sorted(k for k in keys - set(expected) if not k.startswith("classifier."))
-    missing = sorted(set(expected) - keys, key=_natural)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {_short(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_short(unexpected)}")
-        hint = (
-            " (a vgg19_bn file? only plain vgg19 is supported)"
-            if any("running_mean" in k for k in keys)
-            else ""
-        )
-        raise GensrError(f"{where}: not a torchvision VGG19 state dict: {'; '.join(parts)}{hint}")
-    bad = [
-        f"{k} {tuple(sd[k].shape)} != {shape}" for k, shape in expected.items() if tuple(sd[k].shape) != shape
-    ]
-    if bad:
-        raise GensrError(f"{where}: wrong VGG19 tensor shape(s): {_short(bad)}")
-    return {k: sd[k] for k in sorted(expected, key=_natural)}
+    expected = vgg_param_shapes(CONV_CHANNELS)
+    return check_features_state_dict(sd, expected, where, "VGG19", _bn_hint(sd, "VGG19"))
 
 
-def _natural(key: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in key.split("."))
+def check_vgg16_state_dict(sd: Mapping[str, torch.Tensor], where: str = "VGG16 weights") -> dict[str, torch.Tensor]:
+    """The 26 conv tensors of a torchvision vgg16 state dict (``vgg16-397923af.pth``), checked like VGG19's."""
+    expected = vgg_param_shapes(VGG16_CONV_CHANNELS)
+    return check_features_state_dict(sd, expected, where, "VGG16", _bn_hint(sd, "VGG16"))
 
 
-def _short(items: list[str], n: int = 6) -> str:
-    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
-
-
-def build_vgg19_features(num_layers: int = len(LAYER_NAMES)) -> nn.Sequential:
-    """The first ``num_layers`` modules of torchvision's ``vgg19().features`` (randomly initialised)."""
+def _build_features(names: list[str], convs: Mapping[int, tuple[int, int]], num_layers: int) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, name in enumerate(LAYER_NAMES[:num_layers]):
+    for i, name in enumerate(names[:num_layers]):
         if name.startswith("conv"):
-            cin, cout = CONV_CHANNELS[i]
+            cin, cout = convs[i]
             layers.append(nn.Conv2d(cin, cout, 3, 1, 1))
         elif name.startswith("relu"):
             layers.append(nn.ReLU(inplace=True))
         else:
             layers.append(nn.MaxPool2d(2, 2))
     return nn.Sequential(*layers)
+
+
+def build_vgg19_features(num_layers: int = len(LAYER_NAMES)) -> nn.Sequential:
+    """The first ``num_layers`` modules of torchvision's ``vgg19().features`` (randomly initialised)."""
+    return _build_features(LAYER_NAMES, CONV_CHANNELS, num_layers)
+
+
+def build_vgg16_features(num_layers: int = len(VGG16_LAYER_NAMES)) -> nn.Sequential:
+    """The first ``num_layers`` modules of torchvision's ``vgg16().features`` (randomly initialised)."""
+    return _build_features(VGG16_LAYER_NAMES, VGG16_CONV_CHANNELS, num_layers)
 
 
 class VGG19FeatureExtractor(nn.Module):
