@@ -32,11 +32,14 @@ from gensr.checkpoints import gensr_format
 from gensr.errors import GensrError
 
 # Detector modules, tried in order. Each defines ``detect(sd) -> Detected | None`` and may define
-# ``DESCRIPTION`` (one line naming the layouts it knows, shown when nothing matches).
+# ``DESCRIPTION`` (one line naming the layouts it knows, shown when nothing matches). A module that sets
+# ``DETECT_WITH_SOURCE = True`` is called as ``detect(sd, source)`` with the checkpoint's path, to read files
+# saved beside it (BigGAN-PyTorch's ``state_dict.pth``, pytorch-pretrained-BigGAN's ``config.json``).
 DETECTORS: list[str] = [
     "gensr.checkpoints.rrdb_official",
     "gensr.checkpoints.discriminator_official",
     "gensr.checkpoints.srflow_official",
+    "gensr.checkpoints.biggan_official",
 ]
 
 # Wrapper keys around the real state dict, most preferred first (BasicSR keeps EMA weights in params_ema).
@@ -212,7 +215,7 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike = "checkpoint"
             unavailable.append(f"{module_name} ({_one_line(exc)})")
             continue
         try:
-            found = module.detect(sd)
+            found = module.detect(sd, source) if getattr(module, "DETECT_WITH_SOURCE", False) else module.detect(sd)
         except GensrError as exc:
             raise GensrError(f"{source}: {exc}") from None
         if found is not None:
@@ -234,7 +237,7 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike = "checkpoint"
 
 def read_checkpoint_any(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read ``path`` (a shipped name or a file) into the gensr layout, detecting official layouts."""
-    from gensr.models.registry import resolve_model_path
+    from gensr.checkpoints.shipped import resolve_model_path
 
     p = resolve_model_path(path)
     if gensr_format.is_gensr_checkpoint(p):

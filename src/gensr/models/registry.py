@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -22,16 +21,11 @@ ARCHS: dict[str, tuple[str, str, str]] = {
     "srflow": ("gensr.models.srflow", "SRFlowConfig", "SRFlowNet"),
     "vgg_discriminator": ("gensr.models.discriminators", "VGGDiscriminatorConfig", "VGGStyleDiscriminator"),
     "unet_discriminator": ("gensr.models.discriminators", "UNetDiscriminatorConfig", "UNetDiscriminatorSN"),
+    "biggan_generator": ("gensr.models.biggan", "BigGANConfig", "BigGANGenerator"),
+    "biggan_discriminator": ("gensr.models.biggan", "BigGANConfig", "BigGANDiscriminator"),
+    "biggan_deep_generator": ("gensr.models.biggan_deep", "BigGANDeepConfig", "BigGANDeepGenerator"),
+    "cifar_classifier": ("gensr.models.classifier", "ClassifierConfig", "CifarResNet"),
 }
-
-# shipped model name -> file name inside gensr/assets/models
-SHIPPED: dict[str, str] = {
-    "default": "rrdb_psnr_x4.safetensors",
-    "rrdb_psnr_x4": "rrdb_psnr_x4.safetensors",
-    "esrgan": "esrgan_x4.safetensors",
-    "srflow": "srflow_x4.safetensors",
-}
-
 
 def _lookup(arch: str) -> tuple[type, type]:
     if arch not in ARCHS:
@@ -59,28 +53,6 @@ def arch_of(model: nn.Module) -> str:
         if cls.__module__ == module_name and cls.__name__ == model_name:
             return arch
     raise GensrError(f"{type(model).__name__} is not a registered architecture")
-
-
-def shipped_dir() -> Path:
-    """Folder of the models shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "assets" / "models"
-
-
-def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """A shipped model name ('default', 'esrgan', 'srflow', ...) or a file path -> an existing file path."""
-    s = str(name_or_path)
-    if s in SHIPPED:
-        path = shipped_dir() / SHIPPED[s]
-        if not path.is_file():
-            raise GensrError(f"shipped model {s!r} is not installed ({path} missing)")
-        return path
-    path = Path(s).expanduser()
-    if not path.exists():
-        known = ", ".join(sorted(SHIPPED))
-        raise GensrError(f"{s}: no such checkpoint file (shipped model names: {known})")
-    if path.is_dir():
-        raise GensrError(f"{s}: is a folder, expected a checkpoint file")
-    return path
 
 
 def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> nn.Module:
