@@ -482,15 +482,6 @@ def test_gensr_file_loads_strictly(tmp_path):
         load_model(bad)
 
 
-def test_registry_load_model_delegates(tmp_path):
-    from gensr.models import registry
-
-    ref = small_model()
-    path = tmp_path / "r.pth"
-    torch.save({"params_ema": ref.state_dict()}, path)
-    assert_same_output(registry.load_model(path), ref)
-
-
 # ------------------------------------------------------------------------------- CLI
 
 

@@ -267,14 +267,14 @@ def test_upscaler_alpha():
     by_model = up.run_alpha(a, (32, 24), upsampler="model")
     ref = Nearest(4)(a.expand(1, 3, 8, 6)).mean(1, keepdim=True).clamp(0, 1)
     assert torch.allclose(by_model, ref, atol=1e-6)
-    with pytest.raises(GensrError, match="alpha-upsampler"):
+    with pytest.raises(GensrError, match="alpha_upsampler"):
         up.run_alpha(a, (32, 24), upsampler="lanczos")
 
 
 def test_upscaler_option_errors():
     with pytest.raises(GensrError, match="scale"):
         Upscaler(small_rrdbnet(4), scale=2, device="cpu")
-    with pytest.raises(GensrError, match="tile-overlap"):
+    with pytest.raises(GensrError, match="tile_overlap"):
         Upscaler(Nearest(4), tile=32, tile_overlap=32, device="cpu")
     with pytest.raises(GensrError, match="interp"):
         Upscaler("bicubic", interp_with="x.safetensors")

@@ -125,3 +125,19 @@ def _describe(value: Any) -> str:
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as a plain (JSON/YAML-ready) dict."""
     return dataclasses.asdict(obj)
+
+
+def check_bounds(cfg: Any, bounds: dict[str, tuple[int, int]]) -> None:
+    """ValueError when an integer field of ``cfg`` lies outside its ``(low, high)`` bound.
+
+    Model configs call this in ``__post_init__``: a checkpoint header (or a config file) can then never ask
+    gensr to build a network of absurd size (``nf: 40000``, a million blocks) before its tensors are checked.
+    """
+    for name, (low, high) in bounds.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")

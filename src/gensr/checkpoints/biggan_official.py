@@ -49,14 +49,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from gensr.checkpoints.loader import Detected
+from gensr.checkpoints.detected import Detected
 from gensr.errors import GensrError
 
 DESCRIPTION = (
     "BigGAN (BigGAN-PyTorch G.pth/G_ema.pth/D.pth incl. --mybn, --cross_replica and TF-Hub ports; "
     "pytorch-pretrained-BigGAN biggan-deep pytorch_model.bin)"
 )
-DETECT_WITH_SOURCE = True
 
 G_RES_BY_BLOCKS = {3: 32, 4: 64, 5: 128, 6: 256, 7: 512}
 D_RES_BY_BLOCKS = {4: 32, 5: 64, 6: 128, 7: 256}

@@ -24,12 +24,13 @@ Keys a layout does not know are passed through unchanged, so strict loading repo
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
 import torch
 
-from gensr.checkpoints.loader import Detected
+from gensr.checkpoints.detected import Detected
 from gensr.errors import GensrError
 
 DESCRIPTION = (
@@ -43,7 +44,7 @@ _CLASSIFIER = re.compile(r"^classifier\.([02])\.(weight|bias)$")
 _STAGE_CONV = re.compile(r"^conv(\d+)_1\.weight$")
 
 
-def detect(sd: dict[str, torch.Tensor]) -> Detected | None:
+def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike | None = None) -> Detected | None:
     """The discriminator layout of ``sd`` with its inferred config, or None if it is not a known D."""
     if "conv0.weight_orig" in sd and "linear0.weight_orig" in sd:
         raise GensrError(
@@ -54,7 +55,8 @@ def detect(sd: dict[str, torch.Tensor]) -> Detected | None:
         return _vgg_detected(sd, "basicsr", _fill_bn_counters)
     if "conv0.weight" in sd and "conv9.weight" in sd and "conv1.weight_orig" in sd:
         config = infer_unet_config(sd)
-        return Detected(arch="unet_discriminator", layout="real-esrgan", config=config, convert=dict)
+        assumed = {"skip_connection": "not stored in the weights; True (Real-ESRGAN) is assumed"}
+        return Detected("unet_discriminator", "real-esrgan", config, dict, assumed=assumed)
     if "classifier.0.weight" in sd and "classifier.2.weight" in sd and "classifier.6.weight" not in sd:
         if "features.0.0.weight" in sd:
             return _vgg_detected(sd, "esrgan-2018-nested", _convert_nested)

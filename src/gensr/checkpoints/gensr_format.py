@@ -1,7 +1,7 @@
 """The gensr checkpoint: a safetensors file whose header holds the architecture name and its config.
 
 A file alone rebuilds its model: ``read_checkpoint(path)`` gives arch, config and tensors, and
-:func:`gensr.models.registry.load_model` turns them into a module. Header metadata keys (all strings):
+:func:`gensr.checkpoints.loader.load_model` turns them into a module. Header metadata keys (all strings):
 ``format`` = "gensr", ``format_version``, ``arch``, ``config`` (JSON) and ``meta`` (JSON, free-form).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gensr.errors import GensrError
+from gensr.errors import GensrError, one_line
 from gensr.fileutil import write_bytes_atomic
 
 FORMAT_VERSION = "1"
@@ -97,7 +97,7 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types
-        raise GensrError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from None
+        raise GensrError(f"{path}: not a readable safetensors file ({one_line(exc)})") from None
 
 
 def is_gensr_checkpoint(path: str | os.PathLike) -> bool:
@@ -119,7 +119,7 @@ def read_checkpoint(path: str | os.PathLike, dtype: torch.dtype | None = torch.f
     try:
         tensors = load_file(str(path))
     except Exception as exc:
-        raise GensrError(f"{path}: corrupt gensr checkpoint ({_one_line(exc)})") from None
+        raise GensrError(f"{path}: corrupt gensr checkpoint ({one_line(exc)})") from None
     check_tensor_values(tensors, path)
     if dtype is not None:
         tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
@@ -142,7 +142,7 @@ def _parse_header(path: str | os.PathLike, header: dict[str, str]) -> tuple[str,
         try:
             value = json.loads(header.get(key, "{}"))
         except ValueError as exc:
-            raise GensrError(f"{path}: gensr header field '{key}' is not valid JSON ({_one_line(exc)})") from None
+            raise GensrError(f"{path}: gensr header field '{key}' is not valid JSON ({one_line(exc)})") from None
         if not isinstance(value, dict):
             raise GensrError(f"{path}: gensr header field '{key}' must be a JSON object, got {type(value).__name__}")
         parsed.append(value)
@@ -161,7 +161,3 @@ def check_tensor_values(tensors: dict[str, torch.Tensor], path: str | os.PathLik
             raise GensrError(f"{path}: tensor {k} has dtype {str(t.dtype).replace('torch.', '')}, expected float")
         if not bool(torch.isfinite(t).all()):
             raise GensrError(f"{path}: tensor {k} holds NaN or inf values (a broken checkpoint)")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -20,7 +20,7 @@ import importlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from gensr.checkpoints import gensr_format
-from gensr.errors import GensrError
+from gensr.checkpoints.detected import Detected
+from gensr.errors import GensrError, listing, one_line
 
-# Detector modules, tried in order. Each defines ``detect(sd) -> Detected | None`` and may define
-# ``DESCRIPTION`` (one line naming the layouts it knows, shown when nothing matches). A module that sets
-# ``DETECT_WITH_SOURCE = True`` is called as ``detect(sd, source)`` with the checkpoint's path, to read files
-# saved beside it (BigGAN-PyTorch's ``state_dict.pth``, pytorch-pretrained-BigGAN's ``config.json``).
+# Detector modules, tried in order. Each defines ``detect(sd, source) -> Detected | None`` (``source``: the
+# checkpoint's path, for files saved beside it such as BigGAN-PyTorch's ``state_dict.pth``) and may define
+# ``DESCRIPTION`` (one line naming the layouts it knows, shown when nothing matches).
 DETECTORS: list[str] = [
     "gensr.checkpoints.rrdb_official",
     "gensr.checkpoints.discriminator_official",
@@ -57,16 +57,7 @@ WRAPPER_KEYS: tuple[str, ...] = (
 STRIP_PREFIXES: tuple[str, ...] = ("module.", "netG.")
 
 MAX_LISTED = 10
-
-
-@dataclass
-class Detected:
-    """What a detector found: the gensr architecture and config, and how to rename the official keys."""
-
-    arch: str
-    layout: str
-    config: dict[str, Any]
-    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+ConfigSource = str | os.PathLike | dict[str, Any] | None
 
 
 @dataclass
@@ -128,12 +119,33 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     try:
         return load_file(str(path)), header
     except Exception as exc:
-        raise GensrError(f"{path}: corrupt safetensors file ({_one_line(exc)})") from None
+        raise GensrError(f"{path}: corrupt safetensors file ({one_line(exc)})") from None
+
+
+_IMAGE_SIGNATURES = {
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"RIFF": "a RIFF file (WebP image?)",
+}  # fmt: skip
+
+
+def _sniff_non_checkpoint(path: Path) -> str | None:
+    """What ``path`` is when its first bytes say it cannot be a PyTorch file (zip or pickle), else None."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for sig, what in _IMAGE_SIGNATURES.items():
+        if head.startswith(sig):
+            return what
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None  # a torch zip archive or a legacy pickle stream
+    return "neither a PyTorch file nor safetensors"
 
 
 def _torch_load(path: Path) -> Any:
     import pickle
 
+    what = _sniff_non_checkpoint(path)
+    if what is not None:
+        raise GensrError(f"{path}: not a checkpoint ({what})")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")
@@ -148,11 +160,11 @@ def _torch_load(path: Path) -> Any:
                 "torch.load(weights_only=True) and never runs pickle code. If you trust the file, re-save "
                 "its weights as a plain state dict (torch.save(model.state_dict(), ...)) or as .safetensors"
             ) from None
-        raise GensrError(f"{path}: not a checkpoint (unreadable pickle: {_one_line(exc)})") from None
+        raise GensrError(f"{path}: not a checkpoint (unreadable pickle: {one_line(exc)})") from None
     except Exception as exc:  # zip errors, truncated files, random bytes: torch raises many types
         raise GensrError(
             f"{path}: not a checkpoint (neither a PyTorch file nor safetensors; torch.load: "
-            f"{type(exc).__name__}: {_one_line(exc)})"
+            f"{type(exc).__name__}: {one_line(exc)})"
         ) from None
 
 
@@ -177,7 +189,7 @@ def _unwrap(obj: Any, path: Path, info: dict[str, Any]) -> dict[str, torch.Tenso
         bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
         raise GensrError(
             f"{path}: not a checkpoint (entries that are not tensors and no known wrapper: "
-            f"{_listing(bad)}; wrappers understood: {', '.join(WRAPPER_KEYS)})"
+            f"{listing(bad)}; wrappers understood: {', '.join(WRAPPER_KEYS)})"
         )
     sd = {}
     for k, v in obj.items():
@@ -212,10 +224,10 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike = "checkpoint"
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            unavailable.append(f"{module_name} ({_one_line(exc)})")
+            unavailable.append(f"{module_name} ({one_line(exc)})")
             continue
         try:
-            found = module.detect(sd, source) if getattr(module, "DETECT_WITH_SOURCE", False) else module.detect(sd)
+            found = module.detect(sd, source)
         except GensrError as exc:
             raise GensrError(f"{source}: {exc}") from None
         if found is not None:
@@ -227,7 +239,7 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike = "checkpoint"
         except ImportError:
             pass
     msg = (
-        f"{source}: unknown checkpoint layout ({len(sd)} tensors; first keys: {_listing(list(sd), 6)}); "
+        f"{source}: unknown checkpoint layout ({len(sd)} tensors; first keys: {listing(list(sd), 6)}); "
         f"supported: {'; '.join(known) or 'none'}"
     )
     if unavailable:
@@ -235,29 +247,56 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike = "checkpoint"
     raise GensrError(msg)
 
 
-def read_checkpoint_any(path: str | os.PathLike) -> LoadedCheckpoint:
-    """Read ``path`` (a shipped name or a file) into the gensr layout, detecting official layouts."""
+def read_checkpoint_any(path: str | os.PathLike, config: ConfigSource = None) -> LoadedCheckpoint:
+    """Read ``path`` (a shipped name or a file) into the gensr layout, detecting official layouts.
+
+    ``config``: what the weights cannot tell, from the official training YAML (a path) or a dict of gensr
+    config fields; it may set only the fields a detector had to assume (see :mod:`gensr.checkpoints.overrides`).
+    A training checkpoint of gensr's own is refused with a pointer to the run's exported model.
+    """
+    from gensr.checkpoints.overrides import apply_config_overrides
     from gensr.checkpoints.shipped import resolve_model_path
 
     p = resolve_model_path(path)
-    if gensr_format.is_gensr_checkpoint(p):
+    header = _safetensors_header_or_none(p)
+    if header is not None and header.get("format") == "gensr-training-state":
+        run = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+        raise GensrError(
+            f"{p}: is a training checkpoint (for `gensr train --resume`), not a model; use the run's exported "
+            f"model {run / 'models' / 'latest.safetensors'} (or {run / 'model.safetensors'} once training ends)"
+        )
+    if header is not None and header.get("format") == "gensr":
         ck = gensr_format.read_checkpoint(p, dtype=None)
         info = {"container": "safetensors", "wrappers": [], "prefixes": [], "dropped": []}
-        return LoadedCheckpoint(p, ck.arch, ck.config, "gensr", ck.state_dict, ck.meta, info)
+        loaded = LoadedCheckpoint(p, ck.arch, ck.config, "gensr", ck.state_dict, ck.meta, info)
+        if config is not None:
+            raise GensrError(f"{p}: a gensr checkpoint holds its whole config; --model-config is for official files")
+        return loaded
     sd, info = read_state_dict(p)
     found = detect(sd, p)
     try:
         converted = found.convert(sd)
     except GensrError as exc:
         raise GensrError(f"{p}: {exc}") from None
-    return LoadedCheckpoint(p, found.arch, found.config, found.layout, converted, {}, info)
+    cfg = apply_config_overrides(found, config, p)
+    info["assumed"] = {k: v for k, v in found.assumed.items() if k not in cfg.get("_overridden", ())}
+    cfg.pop("_overridden", None)
+    return LoadedCheckpoint(p, found.arch, cfg, found.layout, converted, {}, info)
+
+
+def _safetensors_header_or_none(path: Path) -> dict[str, str] | None:
+    size = path.stat().st_size
+    if path.suffix.lower() != ".safetensors" and not _looks_like_safetensors(path, size):
+        return None
+    return gensr_format.read_header(path)
 
 
 # ----------------------------------------------------------------------------------------------- strict load
 
 
 def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """GensrError listing missing/unexpected keys and shape mismatches of ``sd`` against ``model``."""
+    """GensrError listing missing/unexpected keys, shape mismatches and non-float tensors where the model has
+    float ones (a relabelled dtype) of ``sd`` against ``model`` (which may live on the meta device)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
@@ -266,13 +305,20 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str 
         for k, v in expected.items()
         if k in sd and tuple(sd[k].shape) != tuple(v.shape)
     ]
+    dtypes = [
+        f"{k} ({str(sd[k].dtype).replace('torch.', '')})"
+        for k, v in expected.items()
+        if k in sd and v.is_floating_point() and not sd[k].is_floating_point()
+    ]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+        problems.append(f"{len(missing)} missing key(s): {listing(missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected key(s): {listing(unexpected)}")
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
+        problems.append(f"{len(shapes)} shape mismatch(es): {listing(shapes)}")
+    if dtypes:
+        problems.append(f"{len(dtypes)} non-float tensor(s) where the model has float weights: {listing(dtypes)}")
     if problems:
         raise GensrError(f"{source}: does not match the model: {'; '.join(problems)}")
 
@@ -287,43 +333,72 @@ def _describe_source(ck: LoadedCheckpoint) -> str:
     return f"{ck.path} ({ck.layout} layout, {ck.arch} {_config_text(ck.config)})"
 
 
-def build_and_load(ck: LoadedCheckpoint) -> nn.Module:
-    """A ``ck.arch`` model built from ``ck.config`` with ``ck.state_dict`` loaded strictly."""
+def build_on_meta(ck: LoadedCheckpoint) -> nn.Module:
+    """``ck``'s model built on the meta device (no memory for weights) and checked against its tensors.
+
+    The config is checked by its dataclass first (types and sane bounds), so neither a header that says
+    ``nf: 40000`` nor thousands of phantom blocks can make gensr allocate memory for a model the file does not
+    hold: the shapes are compared before any real tensor exists.
+    """
     from gensr.models.registry import build_model
 
     try:
-        model = build_model(ck.arch, ck.config)
+        with torch.device("meta"):
+            model = build_model(ck.arch, ck.config)
     except GensrError as exc:
         raise GensrError(f"{ck.path}: {exc}") from None
-    load_state_dict_strict(model, ck.state_dict, _describe_source(ck))
+    check_state_dict(model, ck.state_dict, _describe_source(ck))
     return model
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """A model in eval mode from a shipped name, a gensr safetensors file or a supported official layout."""
-    model = build_and_load(read_checkpoint_any(name_or_path))
+def _check_memory(model: nn.Module, source: Path) -> None:
+    """GensrError when the model's weights would not fit in half the available memory."""
+    from gensr.system import available_memory
+
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    free = available_memory()
+    if free is not None and need > free // 2:
+        raise GensrError(
+            f"{source}: the model needs {need / 2**30:.1f} GiB for its weights; only {free / 2**30:.1f} GiB is free"
+        )
+
+
+def build_and_load(ck: LoadedCheckpoint) -> nn.Module:
+    """A ``ck.arch`` model built from ``ck.config`` with ``ck.state_dict`` loaded strictly (checked first)."""
+    from gensr.models.registry import build_model
+
+    gensr_format.check_tensor_values(ck.state_dict, ck.path)
+    _check_memory(build_on_meta(ck), ck.path)
+    model = build_model(ck.arch, ck.config)
+    model.load_state_dict(ck.state_dict, strict=True)
+    return model
+
+
+def load_model(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu", config: ConfigSource = None
+) -> nn.Module:
+    """A model in eval mode from a shipped name, a gensr safetensors file or a supported official layout.
+
+    ``config``: for official files, the settings the weights cannot tell (the official training YAML's path,
+    or a dict of gensr config fields), e.g. which RRDB blocks an SRFlow model taps.
+    """
+    model = build_and_load(read_checkpoint_any(name_or_path, config))
     return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------- describe
 
 
-def describe(path: str | os.PathLike) -> dict[str, Any]:
+def describe(path: str | os.PathLike, config: ConfigSource = None) -> dict[str, Any]:
     """What ``gensr info`` shows: layout, arch, config (and derived values), parameter count, dtype, wrappers.
 
     The keys are checked against the model (built on the meta device, no weights allocated), so a
     checkpoint that would not load raises the same GensrError as :func:`load_model`.
     """
-    from gensr.models.registry import build_model
-
-    ck = read_checkpoint_any(path)
-    with torch.device("meta"):
-        try:
-            model = build_model(ck.arch, ck.config)
-        except GensrError as exc:
-            raise GensrError(f"{ck.path}: {exc}") from None
-    check_state_dict(model, ck.state_dict, _describe_source(ck))
     from gensr.models.registry import model_config_dict
+
+    ck = read_checkpoint_any(path, config)
+    model = build_on_meta(ck)
 
     hyper = model_config_dict(model)  # every field, in the config class's order
     cfg = getattr(model, "config", None)
@@ -347,6 +422,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     }
     if ck.info.get("dropped"):
         out["ignored_entries"] = list(ck.info["dropped"])
+    if ck.info.get("assumed"):
+        out["assumed"] = dict(ck.info["assumed"])
     if ck.layout == "gensr":
         out["meta"] = ck.meta
     return out
@@ -355,18 +432,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _listing(items: list[str], limit: int = MAX_LISTED) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
 def _shape(t: torch.Tensor) -> str:
     return "x".join(str(s) for s in t.shape) or "scalar"
 
 
 def _config_text(config: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in config.items())
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

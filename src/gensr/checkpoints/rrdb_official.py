@@ -21,12 +21,13 @@ through unchanged, so strict loading reports them as unexpected.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
 import torch
 
-from gensr.checkpoints.loader import Detected
+from gensr.checkpoints.detected import Detected
 from gensr.errors import GensrError
 
 DESCRIPTION = (
@@ -49,7 +50,7 @@ _NEW_RDB = re.compile(r"^body\.(\d+)\.rdb([123])\.conv([1-5])\.(weight|bias)$")
 _NEW_UP = re.compile(r"^conv_up(\d)\.(weight|bias)$")
 
 
-def detect(sd: dict[str, torch.Tensor]) -> Detected | None:
+def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike | None = None) -> Detected | None:
     """The RRDBNet layout of ``sd`` with its inferred config, or None if it is not an RRDBNet state dict."""
     if any(".conv1x1." in k for k in sd) and ("model.0.weight" in sd or "conv_first.weight" in sd):
         raise GensrError(
@@ -86,7 +87,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
     out_ch = sd["conv_last.weight"].shape[0]
     gc = sd["body.0.rdb1.conv1.weight"].shape[0]
     blocks = {int(m.group(1)) for k in sd if (m := _NEW_RDB.match(k))}
-    nb = max(blocks) + 1
+    nb = _contiguous(blocks, "RRDB block")
     ups = sorted({int(m.group(1)) for k in sd if (m := _NEW_UP.match(k))})
     if ups != list(range(1, len(ups) + 1)):
         raise GensrError(f"RRDBNet checkpoint with upsample convs {ups}, expected 1..k")
@@ -158,7 +159,7 @@ def _old_converter(
 ) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """The renaming for an old-arch dict, whose module indices depend on nb and the upsample count."""
     blocks = {int(m[1]) for k in sd if (m := _OLD_RDB.match(k))}
-    nb = max(blocks) + 1
+    nb = _contiguous(blocks, "RRDB block")
     trunk = {int(m[1]) for k in sd if (m := _OLD_TRUNK.match(k))}
     if trunk != {nb}:
         raise GensrError(
@@ -189,3 +190,13 @@ def _old_converter(
         return key
 
     return lambda d: _rename(d, rename)
+
+
+def _contiguous(indices: set[int], what: str) -> int:
+    """``len(indices)`` when they are exactly 0..n-1; GensrError otherwise (a stray ``body.200000`` key must not
+    make gensr build 200,001 blocks)."""
+    n = len(indices)
+    if indices != set(range(n)):
+        stray = sorted(indices - set(range(n)))[:3] or sorted(set(range(n)) - indices)[:3]
+        raise GensrError(f"{what} indices are not 0..{n - 1} (e.g. {stray}): a corrupt or edited checkpoint")
+    return n

@@ -12,11 +12,13 @@ for 4x, [1, 3, 5, 7] for 8x and for encoders with fewer than 23 blocks, e.g. Cel
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
 
-from gensr.checkpoints.loader import Detected
+from gensr.checkpoints.detected import Detected
+from gensr.checkpoints.rrdb_official import _contiguous
 from gensr.errors import GensrError
 
 DESCRIPTION = "SRFlow official (`RRDB.*` + `flowUpsamplerNet.layers.N.*`, DF2K 4x/8x, CelebA 8x)"
@@ -27,11 +29,15 @@ _UPCONV = re.compile(r"^RRDB\.upconv(\d+)\.weight$")
 _RELEASED_TAPS = {4: [1, 8, 15, 22], 8: [1, 3, 5, 7]}
 
 
-def detect(sd: dict[str, torch.Tensor]) -> Detected | None:
+def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike | None = None) -> Detected | None:
     """The SRFlow layout of ``sd`` with its inferred config, or None if these are not SRFlow keys."""
     if "RRDB.conv_first.weight" not in sd or not any(_LAYER.match(k) for k in sd):
         return None
-    return Detected(arch="srflow", layout="srflow-official", config=infer_config(sd), convert=convert)
+    assumed = {
+        "rrdb_blocks": "the weights store how many RRDB blocks feed the flow, not which; the released models' "
+        "taps are assumed (pass the official training YAML as --model-config for others)"
+    }
+    return Detected("srflow", "srflow-official", infer_config(sd), convert, assumed=assumed)
 
 
 def convert(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -45,7 +51,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
     trunk = {int(m.group(1)) for k in sd if (m := _TRUNK.match(k))}
     if not trunk:
         raise GensrError("SRFlow checkpoint without RRDB.RRDB_trunk blocks")
-    nb = max(trunk) + 1
+    nb = _contiguous(trunk, "RRDB block")
     gc = int(sd["RRDB.RRDB_trunk.0.RDB1.conv1.weight"].shape[0])
     ups = sorted(int(m.group(1)) for k in sd if (m := _UPCONV.match(k)))
     if ups not in ([1, 2], [1, 2, 3]):
@@ -57,6 +63,8 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
         m = _LAYER.match(k)
         if m:
             layers.setdefault(int(m.group(1)), set()).add(m.group(2))
+    if max(layers) > 4 * len(layers) + 8:  # squeeze layers hold no tensors, so gaps exist, but not thousands
+        raise GensrError(f"SRFlow checkpoint: flow layer index {max(layers)} with only {len(layers)} layers present")
     kinds = []
     for i in range(max(layers) + 1):
         names = layers.get(i, set())

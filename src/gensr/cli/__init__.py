@@ -14,7 +14,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("gensr.cli.upscale", "super-resolve images with an RRDB/ESRGAN model or bicubic"),
     "degrade": ("gensr.cli.degrade", "make LR images with the MATLAB-exact bicubic (mod-crops HR first)"),
-    "eval": ("gensr.cli.evaluate", "score SR images against GT: PSNR, SSIM, LR-PSNR"),
+    "eval": ("gensr.cli.evaluate", "score SR images or sample sets: PSNR, SSIM, LR-PSNR, NIQE, LPIPS, diversity"),
+    "compare": (
+        "gensr.cli.compare",
+        "compare SR models (bicubic, PSNR, ESRGAN, SRFlow samples) on HR images: report with crops and P-D plot",
+    ),
     "train": ("gensr.cli.train", "train a model from a YAML config"),
     "info": ("gensr.cli.info", "print a checkpoint's detected layout and hyper-parameters"),
     "convert": ("gensr.cli.convert", "convert a supported checkpoint to the gensr safetensors layout"),
@@ -28,7 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("gensr.cli.score", "bits/dim of SR images under an SRFlow model"),
     "manipulate": ("gensr.cli.manipulate", "SRFlow latent editing: normalise, resample, transfer, restore"),
     "niqe-fit": ("gensr.cli.niqe_fit", "fit a NIQE model on a folder of pristine images (MATLAB fitniqe)"),
+    "generate": ("gensr.cli.generate", "class-conditional images from a BigGAN generator (truncation, interpolation)"),
     "fid": ("gensr.cli.fid", "FID (and --is Inception Score) of generated images with the TF Inception weights"),
+    "demo": ("gensr.cli.demo", "local web demo (Gradio, optional extra gensr[demo]): upscale, ESRGAN alpha, SRFlow"),
 }
 
 
@@ -71,6 +77,27 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def as_flags(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """``message`` with parameter names replaced by the command's flags: a leading name (library errors name
+    parameters: ``tile_overlap must ...`` -> ``--tile-overlap must ...``) and names quoted in backticks anywhere
+    (``use `outscale` to resize`` -> ``use --outscale to resize``). Only the CLI knows flags."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None or command not in sub.choices:
+        return message
+    flags = {
+        a.dest: next((o for o in a.option_strings if o.startswith("--")), a.option_strings[0])
+        for a in sub.choices[command]._actions
+        if a.option_strings and a.dest != "help"
+    }
+    import re
+
+    message = re.sub(r"`(\w+)`", lambda m: flags.get(m.group(1), m.group(1)), message)
+    head = message.split(" ", 1)[0].rstrip(":,")
+    if head in flags:
+        return flags[head] + message[len(head) :]
+    return message
+
+
 def _handle_termination_signals() -> None:
     import signal
 
@@ -99,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except GensrError as exc:
-        print(f"gensr: error: {exc}", file=sys.stderr)
+        print(f"gensr: error: {as_flags(str(exc), parser, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):

@@ -7,7 +7,7 @@ with the architecture and config in its header and meta ``{"source": <input file
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(

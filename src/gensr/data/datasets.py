@@ -20,6 +20,7 @@ from gensr.data.augment import dihedral, random_aligned_crop
 from gensr.errors import GensrError
 from gensr.imresize import imresize, modcrop
 
+
 def find_images(folders: Sequence[str | os.PathLike], recursive: bool = True, where: str = "data") -> list[Path]:
     """All image files under ``folders`` (sorted); GensrError (naming ``where``, the config key) for a missing
     folder or no images at all."""
@@ -143,9 +144,8 @@ class SRValDataset(Dataset):
     ) -> None:
         self.scale = scale
         self.hr_files = find_images([hr_dir], recursive=False, where="val.hr_dir")
-        self.lr_index = (
-            _index_by_stem(find_images([lr_dir], recursive=False, where="val.lr_dir"), lr_suffix, scale) if lr_dir else None
-        )
+        lr_files = find_images([lr_dir], recursive=False, where="val.lr_dir") if lr_dir else None
+        self.lr_index = _index_by_stem(lr_files, lr_suffix, scale) if lr_files else None
 
     def __len__(self) -> int:
         return len(self.hr_files)

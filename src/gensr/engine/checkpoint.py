@@ -127,11 +127,10 @@ def save_training_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return write_bytes_atomic(path, save(tensors, metadata=header), overwrite=True)
 
 
-def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a training state written by :func:`save_training_state`; never unpickles anything."""
+def _header(p: Path) -> dict[str, str]:
+    """The checked header of a training-state file (GensrError for anything else)."""
     from safetensors import safe_open
 
-    p = Path(path)
     if not p.is_file():
         raise GensrError(f"{p}: resume checkpoint not found")
     if p.suffix.lower() != SUFFIX:
@@ -142,19 +141,37 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with safe_open(str(p), framework="pt") as f:
             header = dict(f.metadata() or {})
-            if header.get("format") != FORMAT:
-                raise GensrError(
-                    f"{p}: not a training checkpoint (a model file? resume from the run's checkpoints/iter_N{SUFFIX}; "
-                    "to start from a model's weights use model.pretrained=FILE)"
-                )
-            if header.get("format_version") != FORMAT_VERSION:
-                raise GensrError(
-                    f"{p}: training-state format_version {header.get('format_version')!r} is not supported"
-                )
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise GensrError(f"{p}: unreadable training checkpoint ({' '.join(str(exc).split())[:160]})") from None
+    if header.get("format") != FORMAT:
+        raise GensrError(
+            f"{p}: not a training checkpoint (a model file? resume from the run's checkpoints/iter_N{SUFFIX}; "
+            "to start from a model's weights use task.model.pretrained=FILE)"
+        )
+    if header.get("format_version") != FORMAT_VERSION:
+        raise GensrError(f"{p}: training-state format_version {header.get('format_version')!r} is not supported")
+    return header
+
+
+def read_training_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The run config stored in a training checkpoint (header only: no tensor is read)."""
+    p = Path(path)
+    try:
+        return _decode(json.loads(_header(p)["state"]).get("config", {}), {})
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise GensrError(f"{p}: unreadable training checkpoint ({exc})") from None
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training state written by :func:`save_training_state`; never unpickles anything."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    header = _header(p)
+    try:
+        with safe_open(str(p), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         return _decode(json.loads(header["state"]), tensors)
-    except GensrError:
-        raise
     except Exception as exc:  # safetensors/JSON raise their own error types for corrupt files
         raise GensrError(f"{p}: unreadable training checkpoint ({' '.join(str(exc).split())[:160]})") from None
 

@@ -73,7 +73,7 @@ class RunLock:
 def check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> None:
     """The reuse policy, checked before anything is built or written."""
     if resume and overwrite:
-        raise GensrError("--resume and --overwrite cannot be combined (resume continues a run, overwrite discards it)")
+        raise GensrError("resume and overwrite cannot be combined (resume continues a run, overwrite discards it)")
     if run_dir.exists() and not run_dir.is_dir():
         raise GensrError(f"{run_dir}: the run folder path exists and is not a folder")
     if not resume and has_run(run_dir) and not overwrite:
@@ -83,9 +83,8 @@ def check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> None
         )
 
 
-def take_run_folder(run_dir: Path, overwrite: bool) -> RunLock:
-    """Create and lock ``run_dir`` (GensrError when another training holds it); with ``overwrite`` the previous
-    run's files are removed once the lock is held. Returns the held lock."""
+def take_run_folder(run_dir: Path) -> RunLock:
+    """Create and lock ``run_dir`` (GensrError when another training holds it). Returns the held lock."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -94,6 +93,10 @@ def take_run_folder(run_dir: Path, overwrite: bool) -> RunLock:
         raise GensrError(f"{run_dir}: the run folder is not writable")
     lock = RunLock(run_dir)
     lock.acquire()
-    if overwrite:
-        clear_run(run_dir)
     return lock
+
+
+def remove_empty_run_folder(run_dir: Path) -> None:
+    """Remove ``run_dir`` when it holds nothing but the lock file (a run that failed before writing anything)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock"}:
+        shutil.rmtree(run_dir, ignore_errors=True)

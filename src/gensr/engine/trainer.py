@@ -26,7 +26,7 @@ from gensr.engine.distributed import DistInfo, setup, teardown
 from gensr.engine.ema import ModelEMA
 from gensr.engine.logging import Progress, RunLogger, say
 from gensr.engine.resume import apply_changed_settings, config_changes
-from gensr.engine.run_folder import check_run_folder, take_run_folder
+from gensr.engine.run_folder import check_run_folder, clear_run, remove_empty_run_folder, take_run_folder
 from gensr.engine.schedule import build_scheduler
 from gensr.errors import GensrError, NonFiniteLossError
 
@@ -49,12 +49,24 @@ class Trainer:
         self.dist = dist or setup(cfg.train.device)
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.resume_path = self._find_resume(resume)  # checkpoint and config changes checked before any work
+        self.lock = None
         if self.dist.is_main:
             check_run_folder(self.run_dir, resume, overwrite)
+            created = not self.run_dir.exists()
+            self.lock = take_run_folder(self.run_dir)
             say(f"{cfg.name}: run folder {self.run_dir}; preparing data and networks ({cfg.task_kind})")
         torch.manual_seed(cfg.seed + self.dist.rank)
-        self.task = make_task(cfg, self.dist)  # config and data errors surface here, before any file is written
-        self.lock = take_run_folder(self.run_dir, overwrite) if self.dist.is_main else None
+        try:
+            self.task = make_task(cfg, self.dist)  # data errors surface here, before any file is written
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+                if created:
+                    remove_empty_run_folder(self.run_dir)
+            raise
+        if overwrite and self.dist.is_main:
+            clear_run(self.run_dir)
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
         self.schedulers = {
             k: build_scheduler(opt, cfg.schedule, cfg.train.total_iters) for k, opt in self.task.optimizers.items()
@@ -65,8 +77,8 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.last_good_checkpoint: Path | None = None
         self.best: list[tuple[float, int, Path]] = []
-        if resume:
-            self._resume(resume)
+        if self.resume_path is not None:
+            self._resume(self.resume_path)
         if self.dist.is_main:
             text = yaml.safe_dump(to_dict(cfg), sort_keys=False).encode()
             from gensr.fileutil import write_bytes_atomic
@@ -208,15 +220,22 @@ class Trainer:
                 old.unlink(missing_ok=True)
         return path
 
-    def _resume(self, resume: str) -> None:
+    def _find_resume(self, resume: str | None) -> Path | None:
+        """The checkpoint to resume from (None: start afresh), its config changes checked against the run's."""
+        if not resume:
+            return None
         path = ckpt.latest_checkpoint(self.ckpt_dir) if resume == "auto" else Path(resume)
         if path is None:
-            self.log.message(f"no checkpoint in {self.ckpt_dir}; starting from scratch")
-            return
-        state = ckpt.load_training_state(path)
-        refused, applied = config_changes(state.get("config", {}), to_dict(self.cfg))
+            say(f"no checkpoint in {self.ckpt_dir}; starting from scratch")
+            return None
+        refused, _ = config_changes(ckpt.read_training_config(path), to_dict(self.cfg))
         if refused:
             raise GensrError(f"{path}: cannot resume with a changed {'; '.join(refused)} (start a new run instead)")
+        return path
+
+    def _resume(self, path: Path) -> None:
+        state = ckpt.load_training_state(path)
+        _, applied = config_changes(state.get("config", {}), to_dict(self.cfg))
         if int(state["iteration"]) > self.cfg.train.total_iters:
             raise GensrError(
                 f"{path}: is at iteration {state['iteration']}, beyond train.total_iters {self.cfg.train.total_iters}"

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from gensr.errors import GensrError
+from gensr.errors import GensrError, listing
 
 
 def check_alpha(alpha: float) -> float:
@@ -22,10 +22,10 @@ def check_alpha(alpha: float) -> float:
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise GensrError(f"--alpha must be a number in [0, 1], got {alpha!r}") from None
+        raise GensrError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
     if not math.isfinite(a) or not 0.0 <= a <= 1.0:
         raise GensrError(
-            f"--alpha must be in [0, 1] (0 = first model, 1 = second model), got {alpha}; extrapolating "
+            f"alpha must be in [0, 1] (0 = first model, 1 = second model), got {alpha}; extrapolating "
             "beyond the two networks is not supported"
         )
     return a
@@ -46,9 +46,9 @@ def interpolate_state_dicts(
     if only_a or only_b:
         parts = []
         if only_a:
-            parts.append(f"{len(only_a)} key(s) only in {na}: {_listing(only_a)}")
+            parts.append(f"{len(only_a)} key(s) only in {na}: {listing(only_a)}")
         if only_b:
-            parts.append(f"{len(only_b)} key(s) only in {nb}: {_listing(only_b)}")
+            parts.append(f"{len(only_b)} key(s) only in {nb}: {listing(only_b)}")
         raise GensrError(f"cannot interpolate {na} and {nb}: different keys ({'; '.join(parts)})")
     out: dict[str, torch.Tensor] = {}
     for key, ta in a.items():
@@ -104,8 +104,3 @@ def interpolate_models(
     del model_b
     load_state_dict_strict(model_a, blended, f"interpolation of {names[0]} and {names[1]}")
     return model_a.to(device).eval()
-
-
-def _listing(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")

@@ -11,23 +11,18 @@ for 64x64 -> 256x256).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from gensr.errors import GensrError
+from gensr.errors import GensrError, note
 
 __all__ = ["PRECISIONS", "resolve_precision", "PrecisionRunner"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _NAMES = {v: k for k, v in _DTYPES.items()}
-
-
-def _stderr_note(message: str) -> None:
-    print(f"gensr: note: {message}", file=sys.stderr, flush=True)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -37,18 +32,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise GensrError(f"--device {device}: {exc}") from None
+        raise GensrError(f"device {device}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GensrError(f"--device {device}: CUDA is not available in this PyTorch installation or machine")
+        raise GensrError(f"device {device}: CUDA is not available in this PyTorch installation or machine")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise GensrError(f"--device {device}: MPS is not available on this machine")
+        raise GensrError(f"device {device}: MPS is not available on this machine")
     return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype, str | None]:
     """The compute dtype for ``precision`` on ``device`` and an optional note explaining a substitution."""
     if precision not in PRECISIONS:
-        raise GensrError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise GensrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         if device.type == "cuda":
             try:
@@ -77,7 +72,7 @@ class PrecisionRunner:
         precision: str = "auto",
         *,
         channels_last: bool | None = None,
-        note: Callable[[str], None] = _stderr_note,
+        note: Callable[[str], None] = note,
     ) -> None:
         self.device = torch.device(device)
         self.dtype, message = resolve_precision(precision, self.device)

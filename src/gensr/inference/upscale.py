@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gensr.errors import GensrError
+from gensr.errors import GensrError, note
 from gensr.inference.precision import PrecisionRunner, resolve_device
 from gensr.inference.tiling import tile_count, tiled_forward
 from gensr.io.limits import check_output_size
+from gensr.system import available_memory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,25 +47,6 @@ ALPHA_UPSAMPLERS = ("bicubic", "model")
 _MIN_OOM_TILE = 64
 DEFAULT_TILE_OVERLAP = 32
 AUTO_TILE = 256  # tile size when a whole-image CPU forward would not fit in memory
-
-
-def _stderr_note(message: str) -> None:
-    print(f"gensr: note: {message}", file=sys.stderr, flush=True)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux MemAvailable, else physical RAM), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def model_scale(model: nn.Module) -> int | None:
@@ -86,14 +67,12 @@ def _load_network(model: str | os.PathLike, interp_with: str | os.PathLike | Non
         from gensr.checkpoints.loader import load_model
 
         net = load_model(model)
-    try:
-        from gensr.models.registry import arch_of
-
-        arch = arch_of(net)
-    except GensrError:
-        arch = type(net).__name__
-    if "flow" in arch.lower():
+    kind = getattr(net, "kind", None)  # every registered architecture declares what it is
+    if kind == "flow-sr":
         raise GensrError(f"{model}: an SRFlow model samples SR images; use `gensr sample` instead of upscale")
+    if kind != "sr":
+        hint = "; use `gensr generate`" if kind == "generator" else ""
+        raise GensrError(f"{model}: is a {type(net).__name__} (kind {kind}), not a super-resolution network{hint}")
     return net
 
 
@@ -125,20 +104,20 @@ class Upscaler:
         interp_with: str | os.PathLike | None = None,
         alpha: float = 0.8,
         batch_size: int = 4,
-        note: Callable[[str], None] = _stderr_note,
+        note: Callable[[str], None] = note,
     ) -> None:
         if tile < 0:
-            raise GensrError(f"--tile must be >= 0 (0 = no tiling), got {tile}")
+            raise GensrError(f"tile must be >= 0 (0 = no tiling), got {tile}")
         if tile_overlap is None:  # also used by automatic tiling when tile is 0
             tile_overlap = DEFAULT_TILE_OVERLAP if tile <= 0 else min(DEFAULT_TILE_OVERLAP, tile // 4)
         if tile_overlap < 0:
-            raise GensrError(f"--tile-overlap must be >= 0, got {tile_overlap}")
+            raise GensrError(f"tile_overlap must be >= 0, got {tile_overlap}")
         if tile and tile_overlap >= tile:
-            raise GensrError(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})")
+            raise GensrError(f"tile_overlap ({tile_overlap}) must be smaller than the tile ({tile})")
         if batch_size < 1:
-            raise GensrError(f"--batch-size must be >= 1, got {batch_size}")
+            raise GensrError(f"batch_size must be >= 1, got {batch_size}")
         if scale is not None and (not float(scale).is_integer() or scale < 1):
-            raise GensrError(f"--scale must be a positive integer, got {scale}")
+            raise GensrError(f"scale must be a positive integer, got {scale}")
         self.tile, self.tile_overlap, self.batch_size = int(tile), int(tile_overlap), int(batch_size)
         self.note = note
         self.device = resolve_device(device)
@@ -147,7 +126,7 @@ class Upscaler:
         self.bicubic = isinstance(model, str) and model == BICUBIC
         if self.bicubic:
             if interp_with is not None:
-                raise GensrError("--interp-with needs a network model, not bicubic")
+                raise GensrError("interp_with needs a network `model`, not bicubic")
             self.scale: int | None = int(scale) if scale is not None else 4
             return
         if isinstance(model, nn.Module):
@@ -159,7 +138,7 @@ class Upscaler:
         declared = model_scale(net)
         if scale is not None and declared is not None and int(scale) != declared:
             raise GensrError(
-                f"--scale {scale} does not match the model's scale x{declared}; use --outscale to resize its output"
+                f"scale {scale} does not match the model's scale x{declared}; use `outscale` to resize its output"
             )
         self.scale = declared if declared is not None else (int(scale) if scale is not None else None)
         # models that pixel-unshuffle their input (RRDBNet x2/x1) need tiles on that grid
@@ -240,8 +219,8 @@ class Upscaler:
             self.tile = smaller
             self.tile_overlap = min(self.tile_overlap, smaller // 4)
         self.note(
-            f"out of GPU memory; retrying with --tile {self.tile} --tile-overlap {self.tile_overlap} "
-            f"--batch-size {self.batch_size}"
+            f"out of GPU memory; retrying with tile {self.tile}, tile_overlap {self.tile_overlap}, "
+            f"batch_size {self.batch_size}"
         )
 
     def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -269,15 +248,15 @@ class Upscaler:
         if not x.is_floating_point():
             raise GensrError(f"expected a float image tensor in [0, 1], got {x.dtype}")
         if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
-            raise GensrError(f"--outscale must be a positive finite number, got {outscale}")
+            raise GensrError(f"outscale must be a positive finite number, got {outscale}")
         if lr_consistency < 0:
-            raise GensrError(f"--lr-consistency must be >= 0, got {lr_consistency}")
+            raise GensrError(f"lr_consistency must be >= 0, got {lr_consistency}")
         h, w = x.shape[-2:]
         if self.scale is not None:
             check_output_size(h * self.scale, w * self.scale, f"x{self.scale} output of a {w}x{h} image")
         target = None
         if outscale is not None:
-            th, tw = check_output_size(max(1, round(outscale * h)), max(1, round(outscale * w)), "--outscale output")
+            th, tw = check_output_size(max(1, round(outscale * h)), max(1, round(outscale * w)), "outscale output")
             target = (th, tw)
         gray = x.shape[1] == 1
         x = x.detach().float().cpu()
@@ -307,7 +286,7 @@ class Upscaler:
     ) -> torch.Tensor:
         """Upscale a (1, 1, H, W) alpha channel to ``size`` (the RGB output's size); clamped to [0, 1]."""
         if upsampler not in ALPHA_UPSAMPLERS:
-            raise GensrError(f"--alpha-upsampler must be one of {', '.join(ALPHA_UPSAMPLERS)}, got {upsampler!r}")
+            raise GensrError(f"alpha_upsampler must be one of {', '.join(ALPHA_UPSAMPLERS)}, got {upsampler!r}")
         a = alpha.detach().float().cpu()
         if upsampler == "model" and not self.bicubic:
             a = self._network(a.expand(1, 3, *a.shape[-2:]), progress).mean(dim=1, keepdim=True)

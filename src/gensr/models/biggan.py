@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gensr.config import check_bounds
 from gensr.errors import GensrError
 from gensr.nn.attention import SelfAttention
 from gensr.nn.norm import (
@@ -82,9 +83,7 @@ def _attn_tuple(value: Any, name: str) -> tuple[int, ...]:
         return ()
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ValueError(f"{name} must be a list of resolutions (e.g. [64], [] for none), got {value!r}")
     return tuple(sorted(set(value)))
 
@@ -119,6 +118,18 @@ class BigGANConfig:
     sn_iters: int = 1
 
     def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "resolution": (4, 1024),
+                "ch": (1, 512),
+                "d_ch": (1, 512),
+                "dim_z": (1, 4096),
+                "shared_dim": (0, 4096),
+                "n_classes": (1, 100_000),
+                "sn_iters": (0, 64),
+            },
+        )
         if self.resolution not in G_ARCH:
             raise ValueError(f"resolution must be one of {sorted(G_ARCH)}, got {self.resolution!r}")
         for name in ("ch", "dim_z", "shared_dim", "n_classes", "sn_iters"):

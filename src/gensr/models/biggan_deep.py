@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gensr.config import check_bounds
 from gensr.models.biggan import upsample_nearest2x
 from gensr.nn.attention import self_attention
 
@@ -73,6 +74,17 @@ class BigGANDeepConfig:
     n_stats: int = 51
 
     def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "resolution": (4, 1024),
+                "ch": (1, 512),
+                "z_dim": (1, 4096),
+                "class_embed_dim": (1, 4096),
+                "n_classes": (1, 100_000),
+                "n_stats": (1, 1000),
+            },
+        )
         if self.resolution not in DEEP_LAYERS:
             raise ValueError(f"resolution must be one of {sorted(DEEP_LAYERS)}, got {self.resolution!r}")
         for name in ("ch", "z_dim", "class_embed_dim", "n_classes"):

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gensr.config import check_bounds
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -43,6 +45,16 @@ class ClassifierConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "num_classes": (1, 100_000),
+                "in_ch": (1, 64),
+                "input_size": (4, 4096),
+                "widths": (1, 4096),
+                "blocks": (1, 64),
+            },
+        )
         if isinstance(self.widths, list):
             self.widths = tuple(self.widths)
         if not isinstance(self.widths, tuple) or not self.widths:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gensr.config import check_bounds
 from gensr.nn.rrdb import kaiming_scaled_
 
 
@@ -57,6 +58,7 @@ class VGGDiscriminatorConfig:
     init: str = "kaiming"
 
     def __post_init__(self) -> None:
+        check_bounds(self, {"in_ch": (1, 64), "nf": (1, 1024), "input_size": (1, 4096)})
         _check_positive(self, "in_ch", "nf", "input_size")
         s = self.input_size
         if s < 8 or s & (s - 1):
@@ -83,6 +85,8 @@ class VGGStyleDiscriminator(nn.Module):
     LReLU -> linear2 (1). LeakyReLU slope 0.2 everywhere. BN statistics are per forward, so real and
     fake batches should go through separate forwards (the reference behaviour).
     """
+
+    kind = "discriminator"
 
     def __init__(self, config: VGGDiscriminatorConfig | None = None) -> None:
         super().__init__()
@@ -137,6 +141,7 @@ class UNetDiscriminatorConfig:
     skip_connection: bool = True
 
     def __post_init__(self) -> None:
+        check_bounds(self, {"in_ch": (1, 64), "nf": (1, 1024)})
         _check_positive(self, "in_ch", "nf")
         if not isinstance(self.skip_connection, bool):
             raise ValueError(f"skip_connection must be true or false, got {self.skip_connection!r}")
@@ -149,6 +154,8 @@ class UNetDiscriminatorSN(nn.Module):
     three (bilinear x2, 3x3 SN conv) up stages adding the encoder maps of the same size; two 3x3 SN convs;
     conv9 3x3 -> 1 (bias, no SN). LeakyReLU 0.2 after every conv but the last. Init: PyTorch default.
     """
+
+    kind = "discriminator"
 
     def __init__(self, config: UNetDiscriminatorConfig | None = None) -> None:
         super().__init__()

@@ -1,4 +1,6 @@
-"""The single door to every network: build by architecture name, load any supported checkpoint.
+"""The single door to every network architecture: build by name, name a built network (``arch_of``).
+
+Loading checkpoints is the job of :mod:`gensr.checkpoints` (``gensr.load_model``), one layer up.
 
 Architectures are listed here as data (module path, config class, model class) and imported on demand,
 so one broken optional import never breaks the others.
@@ -7,7 +9,6 @@ so one broken optional import never breaks the others.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from torch import nn
@@ -26,6 +27,7 @@ ARCHS: dict[str, tuple[str, str, str]] = {
     "biggan_deep_generator": ("gensr.models.biggan_deep", "BigGANDeepConfig", "BigGANDeepGenerator"),
     "cifar_classifier": ("gensr.models.classifier", "ClassifierConfig", "CifarResNet"),
 }
+
 
 def _lookup(arch: str) -> tuple[type, type]:
     if arch not in ARCHS:
@@ -53,13 +55,3 @@ def arch_of(model: nn.Module) -> str:
         if cls.__module__ == module_name and cls.__name__ == model_name:
             return arch
     raise GensrError(f"{type(model).__name__} is not a registered architecture")
-
-
-def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> nn.Module:
-    """A model in eval mode from a shipped name or any supported checkpoint file, loaded strictly.
-
-    Delegates to :func:`gensr.checkpoints.loader.load_model` (a gensr file or a detected official layout).
-    """
-    from gensr.checkpoints.loader import load_model as _load
-
-    return _load(name_or_path, device=device)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gensr.config import check_bounds
 from gensr.nn.rrdb import RRDB, kaiming_scaled_
 
 
@@ -31,6 +32,7 @@ class RRDBNetConfig:
     init: str = "rdb"
 
     def __post_init__(self) -> None:
+        check_bounds(self, {"in_ch": (1, 64), "out_ch": (1, 64), "nf": (1, 1024), "nb": (1, 256), "gc": (1, 1024)})
         if self.init not in ("rdb", "all"):
             raise ValueError(f"init must be 'rdb' or 'all', got {self.init!r}")
         if self.scale not in (1, 2, 4, 8):
@@ -52,6 +54,8 @@ class RRDBNetConfig:
 
 class RRDBNet(nn.Module):
     """ESRGAN generator. (N, in_ch, H, W) in [0, 1] -> (N, out_ch, scale*H, scale*W), unclamped."""
+
+    kind = "sr"
 
     def __init__(self, config: RRDBNetConfig | None = None) -> None:
         super().__init__()
@@ -79,9 +83,7 @@ class RRDBNet(nn.Module):
         if f > 1:
             pad_h, pad_w = (-h) % f, (-w) % f
             if pad_h or pad_w:
-                x = F.pad(
-                    x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
-                )
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
             x = F.pixel_unshuffle(x, f)
         fea = self.conv_first(x)
         fea = fea + self.conv_body(self.body(fea))

@@ -49,6 +49,7 @@ class Task(abc.ABC):
     def check(cls, options: Any, run: RunConfig) -> None:
         """Cheap checks of what the task needs (files, folders, combinations of settings), run by ``gensr train``
         before any data or network is prepared, so that a mistake is one line before any work."""
+        return None
 
     @classmethod
     def from_config(cls, run: RunConfig, dist: DistInfo) -> Task:
