@@ -4,6 +4,7 @@ The public API is imported lazily, so ``import gensr`` stays cheap (no torch imp
 
 * :func:`gensr.upscale` -- super-resolve an image tensor or file (:mod:`gensr.inference.upscale`)
 * :func:`gensr.sample_sr` -- diverse SR samples from an SRFlow model (:mod:`gensr.inference.flow_sampling`)
+* :func:`gensr.generate` -- class-conditional images from a BigGAN generator (:mod:`gensr.inference.generation`)
 * :func:`gensr.load_model` -- a model from a shipped name or any supported checkpoint file
 * :func:`gensr.imresize` -- MATLAB-exact bicubic resize (numpy and torch)
 """
@@ -20,6 +21,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "upscale": ("gensr.inference.upscale", "upscale"),
     "Upscaler": ("gensr.inference.upscale", "Upscaler"),
     "sample_sr": ("gensr.inference.flow_sampling", "sample_sr"),
+    "generate": ("gensr.inference.generation", "generate"),
     "load_model": ("gensr.checkpoints.loader", "load_model"),
     "imresize": ("gensr.imresize", "imresize"),
     "GensrError": ("gensr.errors", "GensrError"),
