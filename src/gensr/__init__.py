@@ -41,7 +41,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """Only the public API (plus the submodules a user may import)."""
+    return sorted(__all__)
 
 
 class _Package(types.ModuleType):
