@@ -417,3 +417,32 @@ def test_info_on_an_image_and_on_a_training_checkpoint(tmp_path, hr_folder, caps
     state = next((tmp_path / "t" / "run" / "checkpoints").glob("iter_*.safetensors"))
     code, err = run(["info", state], capsys)
     one_line(code, err, "training checkpoint", "models/latest.safetensors")
+
+
+# ------------------------------------------------------------------------------------------- 3. never broken
+
+
+def test_non_finite_pixels_are_never_written(tmp_path):
+    from gensr.io import write_image
+
+    img = torch.rand(1, 3, 8, 8)
+    img[0, 1, 2, 3] = float("nan")
+    with pytest.raises(GensrError, match="1 NaN/inf values; not written"):
+        write_image(tmp_path / "x.png", img)
+    arr = np.zeros((8, 8, 3), np.float32)
+    arr[0, 0, 0] = np.inf
+    with pytest.raises(GensrError, match="x.png: the image holds 1 NaN/inf"):
+        write_image(tmp_path / "x.png", arr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_that_outputs_nan_in_fp32_is_an_error(tmp_path, capsys):
+    net = build_model("rrdbnet", {"nf": 8, "nb": 1, "gc": 4})
+    with torch.no_grad():
+        net.conv_last.bias.fill_(1e38)
+        net.conv_last.weight.fill_(1e38)  # finite weights, non-finite output
+    path = tmp_path / "overflow.safetensors"
+    save_checkpoint(path, net.state_dict(), "rrdbnet", model_config_dict(net))
+    code, err = run(["upscale", png(tmp_path / "a.png"), "-o", tmp_path / "o.png", "--model", path], capsys)
+    one_line(code, err, "NaN/inf output values")
+    assert not (tmp_path / "o.png").exists()

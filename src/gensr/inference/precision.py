@@ -100,7 +100,10 @@ class PrecisionRunner:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._prepare(x)
+        """The model's float32 output for ``x``; GensrError when even float32 gives NaN/inf (never returned)."""
+        return _finite(self._run(self._prepare(x)))
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.dtype == torch.float32:
             return self.model(x).float()
         try:
@@ -119,3 +122,10 @@ class PrecisionRunner:
             self.fallbacks += 1
             out = self.model(x).float()
         return out
+
+
+def _finite(out: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise GensrError(f"the model produced {bad} NaN/inf output values in float32 (a broken checkpoint?)")
+    return out

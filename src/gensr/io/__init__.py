@@ -407,6 +407,10 @@ def tensor_to_pixels(t: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
 _LUMA_601 = (0.299, 0.587, 0.114)
 
 
+class _NonFinite(ValueError):
+    """Float pixels with NaN/inf: a broken result, never written (as black or anything else)."""
+
+
 def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: bool) -> np.ndarray:
     """The image argument of write_image -> (H, W, 1|3) uint8 / uint16."""
     import torch
@@ -421,6 +425,8 @@ def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: boo
             t = t.unsqueeze(0)
         if t.dim() != 3 or t.shape[0] not in (1, 3):
             raise ValueError(f"expected a (1, 3|1, H, W) or (3|1, H, W) tensor, got shape {tuple(rgb.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise _NonFinite(f"the image holds {int((~torch.isfinite(t)).sum())} NaN/inf values; not written")
         if gray and t.shape[0] == 3:
             if torch.equal(t[0], t[1]) and torch.equal(t[0], t[2]):
                 t = t[:1]
@@ -434,6 +440,8 @@ def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: boo
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 3):
         raise ValueError(f"expected an (H, W, 3|1) array, got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise _NonFinite(f"the image holds {int((~np.isfinite(a)).sum())} NaN/inf values; not written")
     if a.dtype in (np.uint8, np.uint16):
         depth = 16 if a.dtype == np.uint16 else 8
         target = bit_depth or depth
@@ -513,7 +521,10 @@ def write_image(
         )
     if bit_depth not in (None, 8, 16):
         raise GensrError(f"{p}: bit depth must be 8 or 16, got {bit_depth}")
-    samples = _to_samples(rgb, bit_depth, gray)
+    try:
+        samples = _to_samples(rgb, bit_depth, gray)
+    except _NonFinite as exc:
+        raise GensrError(f"{p}: {exc}") from None
     depth = 16 if samples.dtype == np.uint16 else 8
     h, w = samples.shape[:2]
     a = None if alpha is None else _to_alpha(alpha, h, w, depth)
