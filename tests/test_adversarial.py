@@ -53,6 +53,11 @@ EXPECTED = [
     ),
     ("wgan-gp", -1.0 / 6.0 - 5.0 / 6.0, 1.0 / 6.0),
     (
+        "wgan-softplus",  # BasicSR: softplus(-C_r) + softplus(C_f); G softplus(-C_f)
+        mean(sp(-1.0), sp(0.5), sp(-2.0)) + mean(sp(-1.0), sp(0.5), sp(0.0)),
+        mean(sp(1.0), sp(-0.5), sp(0.0)),
+    ),
+    (
         "rsgan",  # C_r - C_f = [2, -1, 2]
         mean(sp(-2.0), sp(1.0), sp(-2.0)),
         mean(sp(2.0), sp(-1.0), sp(2.0)),
@@ -77,8 +82,8 @@ EXPECTED = [
 
 def test_expected_table_covers_every_kind():
     assert sorted(k for k, _, _ in EXPECTED) == sorted(KINDS)
-    assert EXPECTED[1][1] == pytest.approx(1.5) and EXPECTED[7][1] == pytest.approx(13 / 36)
-    assert EXPECTED[7][2] == pytest.approx(2.0)
+    assert EXPECTED[1][1] == pytest.approx(1.5) and EXPECTED[8][1] == pytest.approx(13 / 36)
+    assert EXPECTED[8][2] == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("kind, d_expected, g_expected", EXPECTED)

@@ -11,6 +11,8 @@ BCE-with-logits against the constant target t:
 - lsgan:   D = E(C_r - 1)^2 + E C_f^2;  G = E(C_f - 1)^2
 - hinge:   D = E relu(1 - C_r) + E relu(1 + C_f);  G = -E C_f
 - wgan-gp: D = E C_f - E C_r  (add :func:`gradient_penalty`);  G = -E C_f
+- wgan-softplus: D = E softplus(-C_r) + E softplus(C_f);  G = E softplus(-C_f)  (BasicSR's ``wgan_softplus``,
+  StyleGAN2's logistic loss; numerically the non-saturating vanilla loss, written with softplus)
 - rsgan:   D = BCE(C_r - C_f, 1)  (paired samples);  G = BCE(C_f - C_r, 1)
 - rasgan:  D = [BCE(C_r - E C_f, 1) + BCE(C_f - E C_r, 0)] / 2;
            G = [BCE(C_r - E C_f, 0) + BCE(C_f - E C_r, 1)] / 2
@@ -47,7 +49,9 @@ import torch.nn.functional as F
 
 from gensr.errors import GensrError
 
-KINDS: tuple[str, ...] = ("vanilla", "lsgan", "hinge", "wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge")
+KINDS: tuple[str, ...] = (
+    "vanilla", "lsgan", "hinge", "wgan-gp", "wgan-softplus", "rsgan", "rasgan", "ralsgan", "rahinge",
+)  # fmt: skip
 RELATIVISTIC: frozenset[str] = frozenset({"rsgan", "rasgan", "ralsgan", "rahinge"})
 ALIASES: dict[str, str] = {
     "gan": "vanilla",
@@ -56,6 +60,7 @@ ALIASES: dict[str, str] = {
     "ls": "lsgan",
     "wgan": "wgan-gp",
     "wgangp": "wgan-gp",
+    "logistic": "wgan-softplus",
     "ragan": "rasgan",
     "rahingegan": "rahinge",
 }
@@ -165,6 +170,12 @@ class AdversarialLoss:
 
     def _g_wgan_gp(self, r: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor:
         return -f.mean()
+
+    def _d_wgan_softplus(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-r).mean() + F.softplus(f).mean()
+
+    def _g_wgan_softplus(self, r: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-f).mean()
 
     def _d_rsgan(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         self._check_paired(r, f)
