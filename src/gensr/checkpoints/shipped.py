@@ -16,6 +16,7 @@ SHIPPED: dict[str, str] = {
     "rrdb_psnr_x4": "rrdb_psnr_x4.safetensors",
     "esrgan": "esrgan_x4.safetensors",
     "srflow": "srflow_x4.safetensors",
+    "cifar_classifier": "cifar_classifier.safetensors",
 }
 
 
