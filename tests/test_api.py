@@ -56,3 +56,15 @@ def test_upscale_returns_a_pil_image_for_a_pil_image(net):
 def test_upscale_rejects_other_kinds(net):
     with pytest.raises(gensr.GensrError, match="numpy array, PIL image or path"):
         gensr.upscale([[1, 2], [3, 4]], net)
+
+
+def test_the_installed_console_script_starts():
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("gensr")
+    exe = str(script) if script.exists() else shutil.which("gensr")
+    if exe is None:
+        pytest.skip("the gensr console script is not installed (pip install -e .)")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "upscale" in r.stdout, r.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # name -> (module, one-line help). Kept as data so `gensr --help` does not import torch.
@@ -50,13 +51,24 @@ def _available() -> dict[str, tuple[str, str]]:
 def build_parser(load_command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``load_command``'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="gensr", description="Generative image super-resolution toolkit.")
-    parser.add_argument("--version", action="version", version=f"gensr {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in _available().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == load_command:
             importlib.import_module(module).add_arguments(p)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, with the version looked up only when asked (importlib.metadata costs ~45 ms per start)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"gensr {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
