@@ -17,6 +17,9 @@ from gensr.models.rrdbnet import RRDBNet, RRDBNetConfig
 from gensr.models.srflow import SRFlowConfig, SRFlowNet, load_rrdb_encoder
 from gensr.nn.flow import ActNorm, gaussian_log_prob, set_actnorm_initialized
 
+# config keys that official weights cannot tell: sampling/likelihood settings and gensr's reverse-pass guards
+NOT_IN_WEIGHTS = ("quant", "heat", "net_input_bound", "min_scale", "max_prior_logs")
+
 
 def tiny_config(**kw) -> SRFlowConfig:
     base = dict(nb=2, nf=8, gc=4, K=2, hidden=8, rrdb_blocks=[0, 1])
@@ -97,7 +100,7 @@ def test_8x_counts_and_latent_shapes(config, params, tensors, z_shapes):
     found = srflow_official.detect(sd)
     assert found is not None and found.arch == "srflow"
     assert found.config == {
-        k: v for k, v in to_dict(SRFlowConfig(**config)).items() if k not in ("quant", "heat")
+        k: v for k, v in to_dict(SRFlowConfig(**config)).items() if k not in NOT_IN_WEIGHTS
     }
 
 
@@ -165,7 +168,7 @@ def test_official_file_loads_through_the_reader(tmp_path, prefix):
     sd, info = loader.read_state_dict(path)
     assert info["prefixes"] == ([prefix] if prefix else [])
     found = srflow_official.detect(sd)
-    assert found.config == {k: v for k, v in to_dict(model.config).items() if k not in ("quant", "heat")}
+    assert found.config == {k: v for k, v in to_dict(model.config).items() if k not in NOT_IN_WEIGHTS}
     loaded = build_model("srflow", found.config)
     loader.load_state_dict_strict(loaded, found.convert(sd))
     loaded.eval()

@@ -46,6 +46,9 @@ def read_latents(path: Path) -> dict:
         raise GensrError(f"{path}: not a readable .npz latent file ({' '.join(str(exc).split())[:150]})") from None
     if "z" not in arrays:
         raise GensrError(f"{path}: has no 'z' array (not written by `gensr encode`?)")
+    for key, value in arrays.items():
+        if (key in ("z", "lr") or key.startswith("eps_")) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise GensrError(f"{path}: {key} holds {int((~np.isfinite(value)).sum())} non-finite value(s) (NaN/Inf)")
     eps = {}
     for k in arrays:
         m = re.fullmatch(r"eps_(\d+)", k)

@@ -66,6 +66,10 @@ def output_name(stem: str, temperature: float, index: int, ext: str = "png") -> 
     return f"{stem}_t{temperature:.2f}_s{index:03d}.{ext}"
 
 
+def _redrawn_note(regions: int) -> str:
+    return f"; {regions} broken region(s) re-drawn" if regions else ""
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -112,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"seed {seed}, temperature {tau:.2f}, {args.num_samples} sample(s) per image", file=sys.stderr)
     for f, img, ts in zip(files, images, targets, strict=True):
         start = time.perf_counter()
+        redrawn = sampler.stats["redrawn_regions"]
         result = sampler.sample(
             img.rgb_tensor(),
             temperature=tau,
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
             oh, ow = result.shape[-2:]
             print(
                 f"{f} -> {ts[0].parent}/{ts[0].name}{' ...' if len(ts) > 1 else ''} "
-                f"({w}x{h} -> {ow}x{oh}, {len(ts)} sample(s), {time.perf_counter() - start:.2f} s)"
+                f"({w}x{h} -> {ow}x{oh}, {len(ts)} sample(s), {time.perf_counter() - start:.2f} s"
+                f"{_redrawn_note(sampler.stats['redrawn_regions'] - redrawn)})"
             )
     return 0
 

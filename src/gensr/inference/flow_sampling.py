@@ -26,15 +26,28 @@
   state, scales and inverses stay float32 (see :mod:`gensr.nn.flow`). On CUDA the model and inputs use
   channels_last.
 
-Output: float32 CPU tensor (N, 3, s*h, s*w) clamped to [0, 1]; NaN (an exploding inverse at high
-temperature) becomes 0.
+* **Checked outputs** (:func:`check_flow_output`): every raw sample is checked per region of
+  ``REGION_SIZE`` x ``REGION_SIZE`` LR pixels: a region with non-finite values, or whose MATLAB-bicubic
+  downscale has an LR-PSNR below ``REGION_MIN_LR_PSNR`` dB against the LR *and* ``REGION_MARGIN_DB`` below
+  the tau-0 mean's (decoded only when some region is that low), is broken (a runaway inverse's saturated or
+  black block scores 1-25 dB; the shipped model's returned samples of Set5/Set14/BSD100 at tau 0.9 have no
+  region below 27 dB, and those below 30 dB lie where its tau-0 mean is below 40 dB). The latents of that sample
+  at every level under the broken regions (plus a margin of half a region) are re-drawn from N(0, tau^2)
+  and the sample is decoded again, at most ``redraws`` times (default 3); the re-draws use generators seeded
+  from (seed, sample index, attempt), so results still depend only on the seed. A sample that stays broken
+  (or a broken tau-0 mean, which has nothing to re-draw) raises GensrError: a broken image is never returned.
+  ``FlowSampler.stats`` counts the samples, re-drawn regions and re-drawn samples.
+
+Output: float32 CPU tensor (N, 3, s*h, s*w) clamped to [0, 1].
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -53,9 +66,18 @@ __all__ = [
     "draw_latents",
     "resolve_seed",
     "check_temperature",
+    "check_flow_output",
+    "region_lr_psnr",
+    "RegionReport",
+    "REGION_SIZE",
+    "REGION_MIN_LR_PSNR",
 ]
 
 DEFAULT_TEMPERATURE = 0.9
+REGION_SIZE = 8  # LR pixels per checked region
+REGION_MIN_LR_PSNR = 30.0  # dB; a region below this is broken ...
+REGION_MARGIN_DB = 10.0  # ... when it is also this much below the tau-0 mean's LR-PSNR there
+MAX_REDRAWS = 3
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -79,10 +101,11 @@ def load_flow_model(model: str | os.PathLike | nn.Module, device: torch.device |
         net = load_model(model)
     else:
         raise GensrError(f"model must be a name, a checkpoint path or an nn.Module, got {type(model).__name__}")
-    if not isinstance(net, SRFlowNet):
+    if getattr(net, "kind", None) != "flow-sr" or not isinstance(net, SRFlowNet):
+        hint = {"sr": " (use `gensr upscale` for feed-forward SR networks)", "generator": " (use `gensr generate`)"}
         raise GensrError(
             f"{model if not isinstance(model, nn.Module) else type(model).__name__}: is a "
-            f"{type(net).__name__}, not an SRFlow model (use `gensr upscale` for feed-forward SR networks)"
+            f"{type(net).__name__}, not an SRFlow model{hint.get(getattr(net, 'kind', None), '')}"
         )
     net.eval()
     if device is not None:
@@ -161,6 +184,115 @@ def check_temperature(temperature: float) -> float:
     return t
 
 
+# ------------------------------------------------------------------------------------------------ output check
+
+
+@dataclass
+class RegionReport:
+    """Per-region check of N flow outputs; regions are ``region`` x ``region`` LR pixels (the last row and
+    column of regions may be smaller). All fields (N, gh, gw): ``psnr`` float32, the LR-PSNR of each region
+    (dB); ``limit``, the LR-PSNR below which that region is broken; ``nonfinite`` bool, the region holds
+    NaN/Inf output pixels; ``bad`` bool, either."""
+
+    psnr: torch.Tensor
+    limit: torch.Tensor
+    nonfinite: torch.Tensor
+    bad: torch.Tensor
+
+    def summary(self, i: int) -> str:
+        """One line about output ``i``: how many regions are broken and why."""
+        bad, psnr = self.bad[i], self.psnr[i]
+        parts = []
+        if bool(self.nonfinite[i].any()):
+            parts.append(f"non-finite values in {int(self.nonfinite[i].sum())} region(s)")
+        k = int(torch.argmin(psnr - self.limit[i]))
+        lowest, limit = float(psnr.flatten()[k]), float(self.limit[i].flatten()[k])
+        parts.append(f"lowest region LR-PSNR {lowest:.1f} dB, limit {limit:.1f} dB")
+        return f"{int(bad.sum())} of {bad.numel()} region(s) broken ({'; '.join(parts)})"
+
+
+def region_lr_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int, region: int = REGION_SIZE) -> torch.Tensor:
+    """(N, gh, gw) LR-PSNR (dB, float32) per ``region`` x ``region`` LR pixels of the MATLAB-bicubic downscale
+    (torch path) of ``sr`` (N, 3, s*h, s*w; NaN -> 0, then clamped to [0, 1]) against ``lr`` (1 | N, 3, h, w)."""
+    from gensr.imresize import imresize
+
+    if sr.shape[-2:] != (lr.shape[-2] * scale, lr.shape[-1] * scale):
+        raise GensrError(f"output size {tuple(sr.shape[-2:])} is not {scale} x the LR size {tuple(lr.shape[-2:])}")
+    h, w = lr.shape[-2:]
+    gh, gw = -(-h // region), -(-w // region)
+    clean = torch.nan_to_num(sr.detach().to("cpu", torch.float32), nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+    err = (imresize(clean, 1.0 / scale) - lr.detach().to("cpu", torch.float32)).pow(2).mean(1, keepdim=True)
+    pad = (0, gw * region - w, 0, gh * region - h)
+    total = F.avg_pool2d(F.pad(err, pad), region, divisor_override=1)
+    count = F.avg_pool2d(F.pad(torch.ones_like(err), pad), region, divisor_override=1)
+    return (-10.0 * torch.log10((total / count).clamp(min=1e-20)))[:, 0]
+
+
+def check_flow_output(
+    sr: torch.Tensor,
+    lr: torch.Tensor,
+    scale: int,
+    region: int = REGION_SIZE,
+    min_psnr: float = REGION_MIN_LR_PSNR,
+    reference: Callable[[], torch.Tensor] | torch.Tensor | None = None,
+) -> RegionReport:
+    """Check raw flow outputs ``sr`` (N, 3, s*h, s*w), unclamped, against their LR ``lr`` (1 | N, 3, h, w).
+
+    Per ``region`` x ``region`` LR pixels: a region is broken when it holds a non-finite value, or when its
+    LR-PSNR (:func:`region_lr_psnr`) is below ``min_psnr`` *and* more than ``REGION_MARGIN_DB`` below the
+    ``reference``: the region LR-PSNRs (1 | N, gh, gw) of the model's tau-0 mean for this LR, or a function
+    giving them, called only when some region is below ``min_psnr`` (a model that is not LR-consistent at
+    all, e.g. an untrained one, is then judged against itself). ``min_psnr`` 0 checks finiteness only.
+    """
+    sr = sr.detach().to("cpu", torch.float32)
+    h, w = lr.shape[-2:]
+    psnr = region_lr_psnr(sr, lr, scale, region)
+    finite = torch.isfinite(sr).all(1, keepdim=True).float()
+    gh, gw = psnr.shape[-2:]
+    finite = F.pad(finite, (0, (gw * region - w) * scale, 0, (gh * region - h) * scale), value=1.0)
+    nonfinite = (-F.max_pool2d(-finite, region * scale))[:, 0] < 0.5
+    limit = torch.full_like(psnr, float(min_psnr))
+    if min_psnr > 0 and reference is not None and bool((psnr < limit).any()):
+        ref = reference() if callable(reference) else reference
+        limit = torch.minimum(limit, ref.to(psnr.dtype).expand_as(psnr) - REGION_MARGIN_DB)
+    bad = nonfinite | (psnr < limit) if min_psnr > 0 else nonfinite.clone()
+    return RegionReport(psnr=psnr, limit=limit, nonfinite=nonfinite, bad=bad)
+
+
+def region_pixel_mask(bad: torch.Tensor, region: int, size: tuple[int, int], margin: int = 0) -> torch.Tensor:
+    """(gh, gw) bool region grid -> (size) bool mask of the LR pixels inside a bad region or at most ``margin``
+    pixels from one; ``size`` (H, W) may exceed the grid's cover by padding (the grid's edge is extended)."""
+    mk = bad.float()[None, None].repeat_interleave(region, 2).repeat_interleave(region, 3)
+    ph, pw = max(0, size[0] - mk.shape[-2]), max(0, size[1] - mk.shape[-1])
+    if ph or pw:
+        mk = F.pad(mk, (0, pw, 0, ph), mode="replicate")
+    if margin > 0:
+        mk = F.max_pool2d(mk, 2 * margin + 1, stride=1, padding=margin)
+    return mk[0, 0, : size[0], : size[1]] > 0.5
+
+
+def redraw_seed(seed: int, index: int, attempt: int) -> int:
+    """The seed of re-draw ``attempt`` (1, 2, ...) of sample ``index`` of a call with ``seed``."""
+    digest = hashlib.sha256(f"gensr-flow-redraw:{seed}:{index}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def redraw_latents(fields: list[torch.Tensor], index: int, mask: torch.Tensor, temperature: float, seed: int) -> None:
+    """Replace, in place, the latents of sample ``index`` of ``fields`` ([eps..., z], each (N, C, H_l, W_l))
+    under the LR-pixel ``mask`` (H, W) by fresh N(0, temperature^2) draws: a latent position is redrawn when
+    any LR pixel it covers is in the mask. Draws from a generator seeded with ``seed``, final z first."""
+    gen = torch.Generator().manual_seed(int(seed))
+    mk = mask.float()[None, None]
+    for field in reversed(fields):
+        fh, fw = field.shape[-2:]
+        if fh >= mk.shape[-2]:
+            level = F.interpolate(mk, size=(fh, fw), mode="nearest")
+        else:
+            level = F.adaptive_max_pool2d(mk, (fh, fw))
+        fresh = torch.randn(tuple(field.shape[1:]), generator=gen).mul_(temperature)
+        field[index] = torch.where(level[0] > 0.5, fresh, field[index])
+
+
 def _tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, list[int], list[int], int]:
     """(tile h, tile w, y starts, x starts, effective overlap) in LR px, all aligned to ``multiple``."""
     from gensr.inference.tiling import tile_starts
@@ -192,6 +324,8 @@ class FlowSampler:
         batch_size: decoder passes per forward (samples x tiles).
         tile, tile_overlap: tile size and overlap in LR pixels (tile 0 = whole image).
         channels_last: None = on CUDA only.
+        redraws: re-draws of a sample with broken regions before GensrError (0: error at once).
+        min_region_psnr: LR-PSNR (dB) below which a region is broken (0: check finiteness only).
     """
 
     def __init__(
@@ -204,8 +338,17 @@ class FlowSampler:
         tile: int = 0,
         tile_overlap: int = 16,
         channels_last: bool | None = None,
+        redraws: int = MAX_REDRAWS,
+        min_region_psnr: float = REGION_MIN_LR_PSNR,
     ) -> None:
         from gensr.inference.precision import resolve_device
+
+        if redraws < 0:
+            raise GensrError(f"redraws must be >= 0, got {redraws}")
+        if not 0 <= min_region_psnr < float("inf"):
+            raise GensrError(f"min_region_psnr must be a finite number >= 0 (0 = off), got {min_region_psnr}")
+        self.redraws, self.min_region_psnr, self.region = int(redraws), float(min_region_psnr), REGION_SIZE
+        self.stats = {"samples": 0, "redrawn_regions": 0, "redrawn_samples": 0}
 
         if batch_size < 1:
             raise GensrError(f"batch size must be >= 1, got {batch_size}")
@@ -264,30 +407,86 @@ class FlowSampler:
         ``temperature`` None uses the model's ``config.heat`` (0.9 for the released models).
         ``progress(done, total)`` is called after every decoder batch. ``lr_consistency`` > 0 applies that
         many back-projection passes to every sample (:mod:`gensr.inference.consistency`; off by default).
+        Every sample is checked first (:func:`check_flow_output`); a broken region is re-drawn (see the module
+        docstring) and GensrError is raised when it stays broken.
         """
         tau = self.default_temperature if temperature is None else check_temperature(temperature)
         if int(num_samples) < 1:
             raise GensrError(f"number of samples must be >= 1, got {num_samples}")
         n = int(num_samples)
-        gen = torch.Generator().manual_seed(resolve_seed(seed))
+        seed = resolve_seed(seed)
         x = as_image_tensor(lr, "LR")
-        model, s, m = self.model, self.scale, self.model.config.lr_multiple
+        s, m = self.scale, self.model.config.lr_multiple
         xp, (h, w) = pad_to_multiple(x, m)
-        hp, wp = xp.shape[-2:]
-        shapes = model.z_shapes((hp, wp))
-        fields = draw_latents(shapes, tau, n, gen)
+        fields = draw_latents(self.model.z_shapes(tuple(xp.shape[-2:])), tau, n, torch.Generator().manual_seed(seed))
+        out = self._decode(xp, fields, list(range(n)), progress)[:, :, : h * s, : w * s]
+        self.stats["samples"] += n
+        out = self._guard(out, x, xp, fields, tau, seed).clamp_(0.0, 1.0).contiguous()
+        if lr_consistency:
+            from gensr.inference.consistency import enforce_lr_consistency
 
+            out = enforce_lr_consistency(out, x, s, lr_consistency)
+        return out
+
+    def _guard(
+        self, out: torch.Tensor, x: torch.Tensor, xp: torch.Tensor, fields: list[torch.Tensor], tau: float, seed: int
+    ) -> torch.Tensor:
+        """Check every sample of ``out`` (raw, cropped) against the LR ``x``; re-draw the latents of its broken
+        regions in ``fields`` (in place) and decode it again, up to ``self.redraws`` times; GensrError after."""
+        s, (h, w) = self.scale, x.shape[-2:]
+        ref: list[torch.Tensor] = []
+
+        def reference() -> torch.Tensor:  # region LR-PSNRs of the tau-0 mean, decoded once when first needed
+            if not ref:
+                mean = self._decode(xp, [torch.zeros_like(f[:1]) for f in fields], [0], None)
+                ref.append(region_lr_psnr(mean[:, :, : h * s, : w * s], x, s, self.region))
+            return ref[0]
+
+        def check(batch: torch.Tensor) -> RegionReport:
+            return check_flow_output(batch, x, s, self.region, self.min_region_psnr, reference)
+
+        report = check(out)
+        for i in torch.nonzero(report.bad.flatten(1).any(1)).flatten().tolist():
+            last, j = report, i
+            for attempt in range(1, (self.redraws if tau > 0 else 0) + 1):
+                self.stats["redrawn_regions"] += int(last.bad[j].sum())
+                mask = region_pixel_mask(last.bad[j], self.region, tuple(xp.shape[-2:]), margin=self.region // 2)
+                redraw_latents(fields, i, mask, tau, redraw_seed(seed, i, attempt))
+                out[i] = self._decode(xp, fields, [i], None)[0, :, : h * s, : w * s]
+                last, j = check(out[i : i + 1]), 0
+                if not bool(last.bad[0].any()):
+                    break
+            if bool(last.bad[j].any()):
+                how = f"after {self.redraws} re-draw(s)" if tau > 0 else "(a tau-0 mean cannot be re-drawn)"
+                raise GensrError(
+                    f"SRFlow sample {i} (seed {seed}, temperature {tau:g}) is broken {how}: {last.summary(j)}; "
+                    "try another seed or a lower temperature"
+                )
+            self.stats["redrawn_samples"] += 1
+        return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
+
+    def _decode(
+        self,
+        xp: torch.Tensor,
+        fields: list[torch.Tensor],
+        ids: list[int],
+        progress: Callable[[int, int], None] | None,
+    ) -> torch.Tensor:
+        """Decode samples ``ids`` of the latent ``fields`` for the padded LR ``xp`` (1, 3, hp, wp), tiled and
+        batched -> raw (len(ids), 3, s*hp, s*wp) float32 CPU (unclamped; may hold NaN/Inf)."""
+        model, s, m = self.model, self.scale, self.model.config.lr_multiple
+        hp, wp = xp.shape[-2:]
+        shapes = [tuple(f.shape[1:]) for f in fields]
         th, tw, ys, xs, ov = _tile_grid(hp, wp, self.tile, self.tile_overlap, m)
         tiles = [(y, x0) for y in ys for x0 in xs]
         tiled = len(tiles) > 1
+        n = len(ids)
         out = torch.zeros(n, 3, hp * s, wp * s)
-        wsum = torch.zeros(hp * s, wp * s) if tiled else None
         if tiled:
             from gensr.inference.tiling import feather_window
 
             wy = {y: feather_window(th * s, ov * s, y > 0, y + th < hp) for y in ys}
             wx = {x0: feather_window(tw * s, ov * s, x0 > 0, x0 + tw < wp) for x0 in xs}
-
         group = max(1, self.batch_size // n)  # tiles whose LR features are computed together
         groups = [tiles[g0 : g0 + group] for g0 in range(0, len(tiles), group)]
         total = sum(-(-(len(g) * n) // self.batch_size) for g in groups)
@@ -296,45 +495,39 @@ class FlowSampler:
             lr_g = self._to_device(torch.cat([xp[:, :, y : y + th, x0 : x0 + tw] for y, x0 in gtiles]))
             with self._autocast():
                 conds = model.conditions(lr_g)
-            items = [(t, i) for t in range(len(gtiles)) for i in range(n)]
+            items = [(t, k) for t in range(len(gtiles)) for k in range(n)]
             for b0 in range(0, len(items), self.batch_size):
                 chunk = items[b0 : b0 + self.batch_size]
                 rows = torch.tensor([t for t, _ in chunk], device=self.device)
                 z_list = []
                 for (_, fh, fw), field in zip(shapes, fields, strict=True):
                     crops = []
-                    for t, i in chunk:
+                    for t, k in chunk:
                         y, x0 = gtiles[t]
                         ry = slice(y * fh // hp, (y + th) * fh // hp)
                         rx = slice(x0 * fw // wp, (x0 + tw) * fw // wp)
-                        crops.append(field[i, :, ry, rx])
+                        crops.append(field[ids[k], :, ry, rx])
                     z_list.append(self._to_device(torch.stack(crops)))
                 with self._autocast():
                     sr = model.decode(
-                        lr_g.index_select(0, rows), z_list, heat=tau, conds=[c.index_select(0, rows) for c in conds]
+                        lr_g.index_select(0, rows), z_list, heat=0.0, conds=[c.index_select(0, rows) for c in conds]
                     )
                 sr = sr.float().cpu()
-                for k, (t, i) in enumerate(chunk):
+                for j, (t, k) in enumerate(chunk):
                     y, x0 = gtiles[t]
                     if tiled:
                         weight = wy[y][:, None] * wx[x0][None, :]
-                        out[i, :, y * s : (y + th) * s, x0 * s : (x0 + tw) * s].addcmul_(sr[k], weight)
+                        out[k, :, y * s : (y + th) * s, x0 * s : (x0 + tw) * s].addcmul_(sr[j], weight)
                     else:
-                        out[i] = sr[k]
+                        out[k] = sr[j]
                 done += 1
                 if progress is not None:
                     progress(done, total)
         if tiled:
+            wsum = torch.zeros(hp * s, wp * s)
             for y, x0 in tiles:
                 wsum[y * s : (y + th) * s, x0 * s : (x0 + tw) * s] += wy[y][:, None] * wx[x0][None, :]
-        if tiled:
             out /= wsum
-        out = out[:, :, : h * s, : w * s]
-        out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0).contiguous()
-        if lr_consistency:
-            from gensr.inference.consistency import enforce_lr_consistency
-
-            out = enforce_lr_consistency(out, x, s, lr_consistency)
         return out
 
 

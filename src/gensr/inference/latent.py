@@ -27,6 +27,11 @@ sampling at temperature tau).
   normalisation, decode).
 
 Random draws use a CPU ``torch.Generator`` seeded with ``seed`` (None = random), so results repeat.
+
+Every decoded image is checked (:func:`gensr.inference.flow_sampling.check_flow_output`: no non-finite value,
+and no region of 8 x 8 LR pixels below 30 dB LR-PSNR against the LR it was decoded with unless the model's
+tau-0 mean is as poor there); a broken one raises GensrError instead of being returned. So do non-finite
+latents given to :func:`decode_latents` and an encoding that is not finite.
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ from gensr.errors import GensrError
 from gensr.inference.flow_sampling import (
     DEFAULT_TEMPERATURE,
     as_image_tensor,
+    check_flow_output,
     check_temperature,
     load_flow_model,
     pad_to_multiple,
+    region_lr_psnr,
     resolve_seed,
 )
 
@@ -192,6 +199,8 @@ def encode(
     dev = _device_of(net)
     gen = _generator(seed) if add_noise else None
     z_list, logp = net.encode(pair.hr_p.to(dev), pair.lr_p.to(dev), add_noise=add_noise, generator=gen)
+    if not (bool(torch.isfinite(logp).all()) and all(bool(torch.isfinite(z).all()) for z in z_list)):
+        raise GensrError("encoding is not finite (NaN/Inf latents or likelihood): the model cannot encode this image")
     hw = pair.hr_p.shape[-2] * pair.hr_p.shape[-1]
     q = int(net.config.quant)
     latents = [z.float().cpu() for z in z_list]
@@ -220,8 +229,11 @@ def _check_latents(net: nn.Module, latents: Sequence[torch.Tensor | None], lr_p:
         raise GensrError("latents: every entry is missing (give at least the final z)")
     n = present[0].shape[0]
     for i, (z, shape) in enumerate(zip(latents, shapes, strict=True)):
+        name = "z" if i == len(shapes) - 1 else f"eps_{i}"
+        if z is not None and not bool(torch.isfinite(z).all()):
+            bad = int((~torch.isfinite(z)).sum())
+            raise GensrError(f"latents: {name} holds {bad} non-finite value(s) (NaN/Inf) of {z.numel()}")
         if z is not None and tuple(z.shape) != (n, *shape):
-            name = "z" if i == len(shapes) - 1 else f"eps_{i}"
             raise GensrError(
                 f"latents: {name} has shape {tuple(z.shape)}, but this model and LR "
                 f"({lr_p.shape[-1]}x{lr_p.shape[-2]} padded) need {(n, *shape)}"
@@ -244,7 +256,8 @@ def decode_latents(
 
     ``latents`` may be the dict of :func:`encode`. ``None`` entries are drawn from
     N(0, temperature_for_missing^2) (a missing final z too). Output cropped to ``scale`` x the LR size,
-    float32 CPU, clamped to [0, 1] unless ``clamp`` is False.
+    float32 CPU, clamped to [0, 1] unless ``clamp`` is False. GensrError for non-finite latents and for a
+    broken output (see the module docstring).
     """
     if isinstance(latents, dict):
         latents = latents["latents"]
@@ -263,9 +276,29 @@ def decode_latents(
     out = net.decode(lr_p.to(dev), z_list, heat=tau, generator=gen if tau > 0 else None, num_samples=n)
     s = int(net.config.scale)
     out = out.float().cpu()[:, :, : h * s, : w * s]
-    if clamp:
-        out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
-    return out
+    _raise_if_broken(net, out, lr_p, x_lr, "decoded latents")
+    return out.clamp(0.0, 1.0) if clamp else out
+
+
+def _raise_if_broken(net: nn.Module, out: torch.Tensor, lr_p: torch.Tensor, lr: torch.Tensor, what: str) -> None:
+    """GensrError when a raw decoded batch ``out`` (N, 3, s*h, s*w) fails :func:`check_flow_output` against the
+    unpadded ``lr`` (the tau-0 mean of the padded ``lr_p`` is the reference, decoded only when needed)."""
+    s = int(net.config.scale)
+    h, w = lr.shape[-2:]
+
+    def reference() -> torch.Tensor:
+        with torch.inference_mode():
+            mean = net.decode(lr_p.to(_device_of(net)), None, heat=0.0).float().cpu()
+        return region_lr_psnr(mean[:, :, : h * s, : w * s], lr, s)
+
+    report = check_flow_output(out, lr, s, reference=reference)
+    for i in range(out.shape[0]):
+        if bool(report.bad[i].any()):
+            which = f" (image {i} of {out.shape[0]})" if out.shape[0] > 1 else ""
+            raise GensrError(
+                f"{what}{which}: the flow output is broken: {report.summary(i)}; "
+                "try another seed or a lower temperature"
+            )
 
 
 @torch.inference_mode()
@@ -511,11 +544,13 @@ def _encode_pair(net: nn.Module, pair: FlowPair) -> Latents:
 
 
 def _decode_pair(net: nn.Module, pair: FlowPair, latents: Latents) -> torch.Tensor:
+    """Decode edited ``latents`` with the pair's LR -> (N, 3, H, W) in [0, 1]; GensrError when broken."""
     dev = _device_of(net)
     with torch.inference_mode():
         out = net.decode(pair.lr_p.to(dev), [z.to(dev) for z in latents], heat=0.0)
     out = pair.crop(out.float().cpu())
-    return torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+    _raise_if_broken(net, out, pair.lr_p, pair.lr, "latent edit")
+    return out.clamp(0.0, 1.0)
 
 
 def _mask_tensor(mask: ImageLike, size: tuple[int, int]) -> torch.Tensor:

@@ -11,6 +11,18 @@ run in reduced precision; the invertible 1x1 convolution, every log-determinant,
 log-densities are computed with autocast disabled. Parameter and buffer names reproduce the official SRFlow
 checkpoints (``actnorm.bias``, ``invconv.weight``, ``affine.fAffine.0.weight`` ...), so they load 1:1.
 
+**Reverse-pass guards** (not in the official code; each off with 0): the inverse of an affine coupling divides by
+its scale (``sigmoid(h + 2) + 1e-4``, so by as little as 1e-4) and the split prior multiplies by ``exp(logs)``,
+and both scale and log-std are computed by ReLU networks *from the flow state itself*. In the reverse pass an
+unusual latent makes one position of the state large, the networks extrapolate linearly from it to a scale near
+the floor (or a large log-std), the next inverse divides by it, and the state that the next network sees is
+larger still: a positive feedback that ends in values of 1e19 (or Inf/NaN) that 3x3 convolutions spread into
+a saturated or black block. float64 gives the same blocks; it is the arithmetic, not rounding. The guards cut
+the loop: ``input_bound`` clamps the flow-state input of the coupling and prior networks to [-b, b],
+``min_scale`` floors every coupling/injector scale and ``max_logs`` bounds the prior's log-std. All three are
+functions of the conditioning half only, so every layer stays an exact bijection with an exact log-determinant;
+on natural images they are (almost) never active (see :class:`gensr.models.srflow.SRFlowConfig`).
+
 Layers: :class:`Squeeze2d`, :class:`ActNorm`, :class:`InvertibleConv1x1` (plain weight, as released) and
 :class:`InvertibleConv1x1LU` (Glow's LU parametrisation), :class:`Conv2dZeros`, :func:`coupling_net`,
 :class:`CondAffineSeparatedAndCond` (affine injector + conditional affine coupling), :class:`Split2d`
@@ -44,6 +56,11 @@ def no_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
     if device_type not in _AUTOCAST_DEVICES:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, enabled=False)
+
+
+def bound_input(z: torch.Tensor, bound: float) -> torch.Tensor:
+    """``z`` clamped to [-bound, bound]; unchanged for ``bound`` 0 (the official arithmetic)."""
+    return z.clamp(-bound, bound) if bound > 0 else z
 
 
 def _zeros_logdet(x: torch.Tensor) -> torch.Tensor:
@@ -401,15 +418,27 @@ class CondAffineSeparatedAndCond(nn.Module):
 
     logdet = sum of log(scale) of both. Scales are bounded in (eps, 1 + eps], so the inverse divides by at
     most 1/eps per layer. The nets may run under autocast; scales and the transform are float32.
+
+    Guards (0 = off, the official layer): ``input_bound`` clamps ``z1`` to [-b, b] where it enters ``fAffine``
+    (the injector sees only ``cond``); ``min_scale`` floors both scales, so one inverse divides by at most
+    1/min_scale. See the module docstring.
     """
 
     def __init__(
-        self, in_channels: int, cond_channels: int = 320, hidden: int = 64, eps: float = 1e-4
+        self,
+        in_channels: int,
+        cond_channels: int = 320,
+        hidden: int = 64,
+        eps: float = 1e-4,
+        input_bound: float = 0.0,
+        min_scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels = int(in_channels)
         self.cond_channels = int(cond_channels)
         self.eps = float(eps)
+        self.input_bound = float(input_bound)
+        self.min_scale = float(min_scale)
         self.channels_for_nn = self.in_channels // 2
         self.channels_for_co = self.in_channels - self.channels_for_nn
         self.fAffine = coupling_net(
@@ -422,7 +451,14 @@ class CondAffineSeparatedAndCond(nn.Module):
             h = h.to(flow_dtype(like))
             shift, logit = h[:, 0::2], h[:, 1::2]
             scale = torch.sigmoid(logit + 2.0) + self.eps
+            if self.min_scale > 0:
+                scale = scale.clamp(min=self.min_scale)
         return scale, shift
+
+    def _coupling_params(self, z1: torch.Tensor, cond: torch.Tensor, like: torch.Tensor):
+        """(scale, shift) of the coupling from the (guarded) first half ``z1`` and ``cond``."""
+        h = self.fAffine(torch.cat([bound_input(z1, self.input_bound), cond.to(z1.dtype)], 1))
+        return self._scale_shift(h, like)
 
     def _check(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if cond is None:
@@ -454,14 +490,14 @@ class CondAffineSeparatedAndCond(nn.Module):
     def forward_coupling(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x, cond)
         z1, z2 = x[:, : self.channels_for_nn], x[:, self.channels_for_nn :]
-        scale, shift = self._scale_shift(self.fAffine(torch.cat([z1, cond.to(z1.dtype)], 1)), x)
+        scale, shift = self._coupling_params(z1, cond, x)
         z2 = (z2.to(scale.dtype) + shift) * scale
         return torch.cat([z1.to(z2.dtype), z2], 1), self._log_sum(scale)
 
     def inverse_coupling(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         self._check(y, cond)
         z1, z2 = y[:, : self.channels_for_nn], y[:, self.channels_for_nn :]
-        scale, shift = self._scale_shift(self.fAffine(torch.cat([z1, cond.to(z1.dtype)], 1)), y)
+        scale, shift = self._coupling_params(z1, cond, y)
         z2 = z2.to(scale.dtype) / scale - shift
         return torch.cat([z1.to(z2.dtype), z2], 1)
 
@@ -489,10 +525,22 @@ class Split2d(nn.Module):
     the split's contribution to the objective (a log-density, not a Jacobian term). :meth:`inverse` rebuilds
     z2 from a given ``eps`` or draws ``eps ~ N(0, heat^2)``. The bijective part ``x -> (z1, eps)`` has
     log|det J| = -sum(logs), see :meth:`bijective_logdet`.
+
+    Guards (0 = off, the official prior): ``input_bound`` clamps ``z1`` to [-b, b] where it enters the prior conv,
+    ``max_logs`` clamps ``logs`` to [-m, m], so :meth:`inverse` multiplies eps by at most exp(m).
     """
 
-    def __init__(self, num_channels: int, cond_channels: int = 0, consume_ratio: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_channels: int,
+        cond_channels: int = 0,
+        consume_ratio: float = 0.5,
+        input_bound: float = 0.0,
+        max_logs: float = 0.0,
+    ) -> None:
         super().__init__()
+        self.input_bound = float(input_bound)
+        self.max_logs = float(max_logs)
         self.num_channels = int(num_channels)
         self.num_channels_consume = int(round(num_channels * consume_ratio))
         self.num_channels_pass = self.num_channels - self.num_channels_consume
@@ -501,11 +549,15 @@ class Split2d(nn.Module):
 
     def prior(self, z1: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logs) of the factored-out channels, in the flow dtype of ``z1``."""
-        h = z1 if self.cond_channels == 0 else torch.cat([z1, cond.to(z1.dtype)], 1)
+        h = bound_input(z1, self.input_bound)
+        h = h if self.cond_channels == 0 else torch.cat([h, cond.to(z1.dtype)], 1)
         h = self.conv(h)
         with no_autocast(z1):
             h = h.to(flow_dtype(z1))
-        return h[:, 0::2], h[:, 1::2]
+            logs = h[:, 1::2]
+            if self.max_logs > 0:
+                logs = logs.clamp(-self.max_logs, self.max_logs)
+        return h[:, 0::2], logs
 
     def encode(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         """x -> (z1, eps, logp) with logp = log N(z2; mean, exp(logs)^2) per sample."""
@@ -557,7 +609,10 @@ class Split2d(nn.Module):
 
 
 class FlowStep(nn.Module):
-    """ActNorm -> invertible 1x1 conv -> [CondAffineSeparatedAndCond]; ``affine=False``: transition step."""
+    """ActNorm -> invertible 1x1 conv -> [CondAffineSeparatedAndCond]; ``affine=False``: transition step.
+
+    ``input_bound`` and ``min_scale`` are the coupling's reverse-pass guards (0 = off).
+    """
 
     def __init__(
         self,
@@ -566,12 +621,20 @@ class FlowStep(nn.Module):
         hidden: int = 64,
         affine: bool = True,
         lu_decomposed: bool = False,
+        input_bound: float = 0.0,
+        min_scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_channels = int(num_channels)
         self.actnorm = ActNorm(num_channels)
         self.invconv = InvertibleConv1x1LU(num_channels) if lu_decomposed else InvertibleConv1x1(num_channels)
-        self.affine = CondAffineSeparatedAndCond(num_channels, cond_channels, hidden) if affine else None
+        self.affine = (
+            CondAffineSeparatedAndCond(
+                num_channels, cond_channels, hidden, input_bound=input_bound, min_scale=min_scale
+            )
+            if affine
+            else None
+        )
 
     @property
     def has_affine(self) -> bool:
