@@ -1,4 +1,5 @@
-"""The shipped models give bit-identical outputs across refactors (issue 9's guard).
+"""The shipped models give bit-identical outputs across refactors (issue 9's guard): the RRDB models' Set5 x4
+outputs, and the SRFlow tau-0 mean and seeded tau-0.9 samples.
 
 ``tests/golden/shipped_outputs.json`` holds, per shipped model file (by its sha256), the sha256 of the decoded
 uint8 pixels of its Set5 x4 outputs (fp32, CPU, one thread), recorded on a CPU of one kernel family (torch's
@@ -42,6 +43,39 @@ def _pixel_hashes(name: str, lr_folder: Path) -> dict[str, str]:
         torch.set_num_threads(threads)
 
 
+def _flow_hashes(lr_folder: Path) -> dict[str, str]:
+    """The srflow tau-0 mean and two seeded tau-0.9 samples per Set5 LR, as pixel hashes."""
+    from gensr.inference.flow_sampling import FlowSampler
+    from gensr.io import read_image, tensor_to_pixels
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sampler = FlowSampler("srflow", device="cpu", precision="fp32")
+        out = {}
+        for p in sorted(lr_folder.glob("*.png")):
+            x = read_image(p).rgb_tensor()
+            for tau, n in ((0.0, 1), (0.9, 2)):
+                srs = sampler.sample(x, temperature=tau, num_samples=n, seed=0)
+                for k in range(n):
+                    px = tensor_to_pixels(srs[k : k + 1])
+                    out[f"{p.stem}_t{tau}_s{k}"] = hashlib.sha256(np.ascontiguousarray(px).tobytes()).hexdigest()
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_shipped_flow_outputs_are_bit_identical(datasets_dir):
+    from gensr.checkpoints.shipped import SHIPPED, shipped_dir
+
+    golden = json.loads(GOLDEN.read_text())
+    if torch.backends.cpu.get_cpu_capability() != golden["capability"]:
+        pytest.skip(f"goldens were recorded on {golden['capability']} kernels, this CPU uses another family")
+    entry = golden["models"]["srflow"]
+    assert _file_sha(shipped_dir() / SHIPPED["srflow"]) == entry["file_sha256"], "regenerate the srflow goldens"
+    assert _flow_hashes(datasets_dir / "Set5" / "LR_bicubic" / "X4") == entry["set5_x4"]
+
+
 @pytest.mark.parametrize("name", ["default", "esrgan"])
 def test_shipped_model_outputs_are_bit_identical(name, datasets_dir):
     from gensr.checkpoints.shipped import SHIPPED, shipped_dir
@@ -67,4 +101,5 @@ if __name__ == "__main__":  # regenerate: python tests/test_golden_outputs.py > 
             "file_sha256": _file_sha(shipped_dir() / SHIPPED[model]),
             "set5_x4": _pixel_hashes(model, lr),
         }
+    doc["models"]["srflow"] = {"file_sha256": _file_sha(shipped_dir() / SHIPPED["srflow"]), "set5_x4": _flow_hashes(lr)}
     print(json.dumps(doc, indent=1))
