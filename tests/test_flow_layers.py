@@ -324,38 +324,32 @@ def test_split_channel_counts(channels, kept):
     assert tuple(split.conv.weight.shape) == (2 * (channels - kept), kept, 3, 3)
 
 
-def test_split_encode_inverse_and_densities():
+def test_split_is_a_bijection_and_its_prior_belongs_to_the_objective():
     split = randomize_(Split2d(12), std=0.2).double()
     x = torch.randn(2, 12, 4, 4, dtype=torch.float64)
-    z1, eps, logp = split.encode(x)
-    assert z1.shape == (2, 6, 4, 4) and eps.shape == (2, 6, 4, 4)
-    z1b, logp_fwd = split(x)
-    assert torch.equal(z1b, z1) and torch.equal(logp_fwd, logp)
-    assert torch.allclose(split.inverse(z1, eps=eps), x, atol=1e-10)
-    # the bijective part x -> (z1, eps): log|det J| = -sum(logs)
-    ref = jacobian_logdet(lambda xi: torch.cat([t.flatten() for t in split.encode(xi)[:2]]), x)
-    assert torch.allclose(split.bijective_logdet(z1), ref, atol=1e-8)
+    y, logdet = split(x)
+    assert y.shape == x.shape and split.factored_channels == 6
+    z1, eps = y[:, :6], y[:, 6:]
+    assert torch.equal(z1, x[:, :6])
+    check_bijection(split, x)  # round trip and log|det J| = -sum(logs) against autograd
     # change of variables: log N(z2; mean, s^2) = log N(eps; 0, 1) + log|d eps / d z2|
-    assert torch.allclose(logp, gaussian_log_prob(eps) + split.bijective_logdet(z1), atol=1e-8)
-    # heat 0 gives the prior mean; sampling honours the generator and the temperature
-    mean, _ = split.prior(z1)
-    assert torch.allclose(split.inverse(z1, heat=0.0)[:, 6:], mean)
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(split.inverse(z1, heat=0.7, generator=g1), split.inverse(z1, heat=0.7, generator=g2))
-    with pytest.raises(ValueError, match="eps of shape"):
-        split.inverse(z1, eps=torch.zeros(2, 5, 4, 4, dtype=torch.float64))
-
-
-def test_split_logp_matches_torch_normal():
-    split = randomize_(Split2d(8), std=0.3)
-    x = torch.randn(3, 8, 2, 2)
-    z1, _, logp = split.encode(x)
     mean, logs = split.prior(z1)
-    ref = torch.distributions.Normal(mean, logs.exp()).log_prob(x[:, 4:]).flatten(1).sum(1)
-    assert torch.allclose(logp, ref, atol=1e-4)
+    ref = torch.distributions.Normal(mean, logs.exp()).log_prob(x[:, 6:]).flatten(1).sum(1)
+    assert torch.allclose(gaussian_log_prob(eps) + logdet, ref, atol=1e-8)
+    # eps = 0 (temperature 0) rebuilds the prior mean
+    assert torch.allclose(split.inverse(torch.cat([z1, torch.zeros_like(eps)], 1))[:, 6:], mean)
+    with pytest.raises(ValueError, match="got 11 channels"):
+        split.inverse(torch.zeros(2, 11, 4, 4, dtype=torch.float64))
+
+
+def test_gaussian_log_prob_matches_torch_normal():
+    x = torch.randn(3, 8, 2, 2)
     assert torch.allclose(
         gaussian_log_prob(x), torch.distributions.Normal(0.0, 1.0).log_prob(x).flatten(1).sum(1), atol=1e-4
     )
+    mean, logs = torch.randn(3, 8, 2, 2), 0.3 * torch.randn(3, 8, 2, 2)
+    ref = torch.distributions.Normal(mean, logs.exp()).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(gaussian_log_prob(x, mean, logs), ref, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------- flow step
@@ -402,3 +396,39 @@ def test_sample_normal_heat_zero_and_generator_device():
     g = torch.Generator().manual_seed(0)
     z = flow.sample_normal((1000,), 0.5, "cpu", g)
     assert abs(float(z.std()) - 0.5) < 0.05
+
+
+# ---------------------------------------------------------------------------------------- one contract
+
+# Every flow layer, built small and randomised: (factory, channels, needs cond). A new layer costs one line.
+CONTRACT_LAYERS = {
+    "squeeze": (lambda: Squeeze2d(2), 3, False),
+    "actnorm": (lambda: ActNorm(4), 4, False),
+    "invconv": (lambda: InvertibleConv1x1(4), 4, False),
+    "invconv_lu": (lambda: InvertibleConv1x1LU(4), 4, False),
+    "cond_affine": (lambda: CondAffineSeparatedAndCond(4, COND, hidden=6), 4, True),
+    "cond_affine_guarded": (lambda: CondAffineSeparatedAndCond(4, COND, 6, input_bound=0.5, min_scale=0.3), 4, True),
+    "split": (lambda: Split2d(4), 4, False),
+    "split_guarded": (lambda: Split2d(4, input_bound=0.5, max_logs=0.1), 4, False),
+    "transition_step": (lambda: FlowStep(4, COND, 6, affine=False), 4, True),
+    "flow_step": (lambda: FlowStep(4, COND, 6, affine=True), 4, True),
+    "flow_step_lu": (lambda: FlowStep(4, COND, 6, affine=True, lu_decomposed=True), 4, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_LAYERS))
+def test_every_flow_layer_keeps_the_contract(name):
+    factory, channels, needs_cond = CONTRACT_LAYERS[name]
+    torch.manual_seed(0)
+    layer = randomize_(factory(), std=0.3).double().eval()
+    assert isinstance(layer, flow.FlowLayer)
+    x = 2.0 * torch.randn(3, channels, 4, 4, dtype=torch.float64)
+    cond = torch.randn(3, COND, 4, 4, dtype=torch.float64) if needs_cond else None
+    # round trip and log|det J| against autograd, in float64, each sample with its own conditioning
+    check_bijection(layer, x, cond)
+    y, logdet = layer(x, cond)
+    assert tuple(y.shape[1:]) == layer.out_shape(tuple(x.shape[1:]))
+    # batch independence: sample 1 alone gives the same output and logdet as within the batch
+    y1, ld1 = layer(x[1:2], None if cond is None else cond[1:2])
+    assert torch.allclose(y1, y[1:2], atol=1e-12) and torch.allclose(ld1, logdet[1:2], atol=1e-12)
+    assert 0 <= layer.factored_channels < y.shape[1]

@@ -13,6 +13,7 @@ from gensr.errors import GensrError
 from gensr.imresize import imresize
 from gensr.inference import latent as L
 from gensr.inference.flow_sampling import sample_sr
+from gensr.losses.likelihood import likelihood_summary
 from gensr.models.srflow import SRFlowConfig, SRFlowNet
 
 
@@ -66,7 +67,8 @@ def test_likelihood_numbers_match_the_model(model, lr, sr):
     assert enc["bpd"] == pytest.approx(enc["bpp"] / 3 + math.log2(32), rel=1e-5)
     even_lr, even_sr = lr[:, :, :12, :16], sr[:, :, :48, :64]
     with torch.no_grad():
-        ref = model.nll(even_sr, even_lr, add_noise=False)
+        _, logp = model.encode(even_sr, even_lr, add_noise=False)
+    ref = likelihood_summary(logp, 48 * 64, model.config.quant, dequantized=False)
     score = L.score_image(sr, lr, model, add_noise=False)  # odd LR: cropped to 12x16
     assert score["bpd"] == pytest.approx(float(ref["bpd"][0]), rel=1e-5)
     assert score["noise_draws"] == 0 and score["pixels"] == 48 * 64
@@ -262,7 +264,8 @@ def test_briefly_trained_srflow_edits_stay_lr_consistent():
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     for _ in range(100):
         hr = _smooth_batch(4, 32, g)
-        loss = model(hr, imresize(hr, 0.25))["loss"]
+        logp = model(hr, imresize(hr, 0.25))["logp"]  # dequantised (add_noise defaults to True)
+        loss = likelihood_summary(logp, 32 * 32, model.config.quant, dequantized=True)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

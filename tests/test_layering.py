@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 PUBLIC_FACE = {"__init__", "__main__"}  # gensr/__init__.py and __main__.py may reach any layer
 ENGINE_MAY_IMPORT = {"errors", "imresize", "config", "fileutil", "system", "engine"}
+# same-layer imports that are still wrong: a network does not know its training objective
+FORBIDDEN = {("models", "losses")}
 
 
 def _unit(path: Path) -> str:
@@ -70,5 +72,7 @@ def test_no_upward_imports(path):
     imports = _gensr_imports(path) - {unit}
     upward = sorted(u for u in imports if RANK.get(u, -1) > RANK[unit])
     assert not upward, f"{path.relative_to(SRC)} (layer {RANK[unit]}) imports higher layer(s) {upward}"
+    wrong = sorted(u for u in imports if (unit, u) in FORBIDDEN)
+    assert not wrong, f"{path.relative_to(SRC)} must not import {wrong}"
     if unit == "engine":
         assert imports <= ENGINE_MAY_IMPORT, f"engine/ imports {sorted(imports - ENGINE_MAY_IMPORT)}"

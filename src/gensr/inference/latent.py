@@ -192,7 +192,7 @@ def encode(
     HR); the default encodes the image itself, deterministically. Likelihoods are of the padded image when
     the LR needed padding.
     """
-    from gensr.losses.likelihood import bits_per_dim, bits_per_pixel
+    from gensr.losses.likelihood import likelihood_summary
 
     net = _load(model, device)
     pair = prepare_pair(hr, lr, net)
@@ -201,16 +201,15 @@ def encode(
     z_list, logp = net.encode(pair.hr_p.to(dev), pair.lr_p.to(dev), add_noise=add_noise, generator=gen)
     if not (bool(torch.isfinite(logp).all()) and all(bool(torch.isfinite(z).all()) for z in z_list)):
         raise GensrError("encoding is not finite (NaN/Inf latents or likelihood): the model cannot encode this image")
-    hw = pair.hr_p.shape[-2] * pair.hr_p.shape[-1]
-    q = int(net.config.quant)
+    numbers = likelihood_summary(logp, pair.hr_p.shape[-2] * pair.hr_p.shape[-1], int(net.config.quant), add_noise)
     latents = [z.float().cpu() for z in z_list]
     return {
         "latents": latents,
         "eps": latents[:-1],
         "z": latents[-1],
         "logp": float(logp[0]),
-        "bpp": float(bits_per_pixel(logp, hw, q if add_noise else None)[0]),
-        "bpd": float(bits_per_dim(logp, 3 * hw, q)[0]),
+        "bpp": float(numbers["bpp"][0]),
+        "bpd": float(numbers["bpd"][0]),
         "lr": pair.lr,
         "lr_size": pair.lr_size,
         "scale": pair.scale,
@@ -326,7 +325,7 @@ def score_image(
     Sizes: ``sr`` must be ``scale`` x ``lr``; when the LR sides are not multiples of the model's multiple
     both are cropped (bottom/right) to the largest that are, and only that part is scored.
     """
-    from gensr.losses.likelihood import bits_per_dim, bits_per_pixel
+    from gensr.losses.likelihood import likelihood_summary
 
     if int(noise_draws) < 1:
         raise GensrError(f"noise draws must be >= 1, got {noise_draws}")
@@ -353,10 +352,11 @@ def score_image(
     logp = torch.stack(logps).mean(0)
     hw = hc * s * wc * s
     q = int(net.config.quant)
+    numbers = likelihood_summary(logp, hw, q, add_noise)
     return {
         "logp": float(logp[0]),
-        "bpd": float(bits_per_dim(logp, 3 * hw, q)[0]),
-        "bpp": float(bits_per_pixel(logp, hw, q if add_noise else None)[0]),
+        "bpd": float(numbers["bpd"][0]),
+        "bpp": float(numbers["bpp"][0]),
         "noise_draws": int(noise_draws) if add_noise else 0,
         "pixels": hw,
         "quant": q,

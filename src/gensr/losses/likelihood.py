@@ -23,17 +23,9 @@ import math
 
 import torch
 
+from gensr.nn.flow import dequantize  # noqa: F401 (the flow's dequantisation, part of this API)
+
 LN2 = math.log(2.0)
-
-
-def dequantize(x: torch.Tensor, quant: int = 32, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``x + (U[0,1) - 0.5) / quant``, the uniform dequantisation of SRFlow (std 1/(quant*sqrt(12)))."""
-    if quant <= 0:
-        raise ValueError(f"quant must be positive, got {quant}")
-    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    gen_device = generator.device if generator is not None else x.device
-    u = torch.rand(x.shape, generator=generator, device=gen_device, dtype=dt).to(x.device)
-    return x.to(dt) + (u - 0.5) / quant
 
 
 def bits_per_pixel(logp: torch.Tensor, num_pixels: int, quant: int | None = None) -> torch.Tensor:
@@ -51,3 +43,16 @@ def bits_per_dim(logp: torch.Tensor, num_dims: int, quant: int) -> torch.Tensor:
     """Discrete bits/dim for bin width ``1/quant``: ``(-logp + num_dims * ln(quant)) / (ln 2 * num_dims)``."""
     nats = -logp.float() if logp.dtype != torch.float64 else -logp
     return (nats + num_dims * math.log(quant)) / (LN2 * num_dims)
+
+
+def likelihood_summary(logp: torch.Tensor, hw: int, quant: int, dequantized: bool) -> dict[str, torch.Tensor]:
+    """The likelihood numbers of per-sample ``logp`` (nats, log p(HR~ | LR)) of (3, H, W) images, ``hw = H*W``:
+
+    * ``logp`` and ``nll`` = -logp (nats);
+    * ``bpp``: the official SRFlow number, (-logp + [H*W*ln q]) / (ln 2 * H*W), the bracket only when the HR
+      was ``dequantized`` (the released training loop adds no noise and logs it without);
+    * ``bpd``: discrete bits/dim for bin width 1/q, (-logp + 3HW ln q) / (ln 2 * 3HW) (always with it);
+    * ``loss``: mean ``bpp`` (the official training loss; the same gradients as mean nll up to a factor).
+    """
+    bpp = bits_per_pixel(logp, hw, quant if dequantized else None)
+    return {"logp": logp, "nll": -logp, "bpp": bpp, "bpd": bits_per_dim(logp, 3 * hw, quant), "loss": bpp.mean()}

@@ -34,8 +34,7 @@ from torch import nn
 
 from gensr.config import check_bounds
 from gensr.errors import GensrError
-from gensr.losses.likelihood import bits_per_dim, bits_per_pixel, dequantize
-from gensr.nn.flow import FlowStep, Split2d, Squeeze2d, gaussian_log_prob, sample_normal
+from gensr.nn.flow import FlowStep, Split2d, Squeeze2d, dequantize, gaussian_log_prob, sample_normal
 from gensr.nn.rrdb import ResidualDenseBlock, kaiming_scaled_
 
 DEFAULT_TAPS = {4: [1, 8, 15, 22], 8: [1, 3, 5, 7]}
@@ -274,24 +273,23 @@ class FlowUpsamplerNet(nn.Module):
         self.f = nn.Sequential(nn.Conv2d(cond, UNUSED_F_CHANNELS, 3, 1, 1))
         self.f.requires_grad_(False)
 
-    def splits(self) -> list[Split2d]:
-        return [m for m in self.layers if isinstance(m, Split2d)]
-
     def encode(self, x: torch.Tensor, conds: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """HR -> ([eps of each split..., final z], sum of logdets and split log-densities) per sample."""
+        """HR -> ([factored-out eps of each split..., final z], sum of the layers' log-determinants) per sample.
+
+        Every layer has the same contract; after a layer with ``factored_channels`` k the last k channels leave
+        the flow (their prior, like the final z's, is added by the caller: :meth:`SRFlowNet.encode`).
+        """
         logdet = torch.zeros(
             x.shape[0], dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device
         )
         z_list: list[torch.Tensor] = []
         for layer, level in zip(self.layers, self.layer_levels, strict=True):
-            cond = conds[level - 1]
-            if isinstance(layer, Split2d):
-                x, eps, logp = layer.encode(x)
-                z_list.append(eps)
-                logdet = logdet + logp
-            else:
-                x, ld = layer(x, cond)
-                logdet = logdet + ld
+            x, ld = layer(x, conds[level - 1])
+            logdet = logdet + ld
+            k = layer.factored_channels
+            if k:
+                x, factored = x[:, :-k], x[:, -k:]
+                z_list.append(factored)
         z_list.append(x)
         return z_list, logdet
 
@@ -304,12 +302,15 @@ class FlowUpsamplerNet(nn.Module):
     ) -> torch.Tensor:
         """([eps..., z]) -> HR. ``None`` eps entries are drawn from N(0, heat^2) (final z required)."""
         x = z_list[-1]
-        eps_iter = iter(reversed(list(z_list[:-1])))
+        factored = iter(reversed(list(z_list[:-1])))
         for layer, level in zip(reversed(self.layers), reversed(self.layer_levels), strict=True):
-            if isinstance(layer, Split2d):
-                x = layer.inverse(x, eps=next(eps_iter), heat=heat, generator=generator)
-            else:
-                x = layer.inverse(x, conds[level - 1])
+            k = layer.factored_channels
+            if k:
+                eps = next(factored)
+                if eps is None:
+                    eps = sample_normal((x.shape[0], k, *x.shape[2:]), heat, x.device, generator, x.dtype)
+                x = torch.cat([x, eps.to(x.device, x.dtype)], 1)
+            x = layer.inverse(x, conds[level - 1])
         return x
 
 
@@ -323,7 +324,8 @@ class SRFlowNet(nn.Module):
 
     * :meth:`encode` (HR, LR) -> (z_list, logp); z_list = split eps in split order, final z last.
     * :meth:`decode` (LR, z_list or None, heat) -> SR (unclamped); heat 0 gives the deterministic mean.
-    * :meth:`nll` / ``forward`` (HR, LR) -> dict with logp, nll (nats), bpp, bpd and the training ``loss``.
+    * ``forward`` (HR, LR) -> {"logp": ...}, the training direction; bits/pixel and bits/dim come from
+      :func:`gensr.losses.likelihood.likelihood_summary`.
 
     Images are RGB in [0, 1]; LR sides must be multiples of ``config.lr_multiple`` (2 by default).
     Unused parameters (the RRDB tail that only produces the RRDB's own SR image, and ``flowUpsamplerNet.f``)
@@ -370,8 +372,7 @@ class SRFlowNet(nn.Module):
     def to_lu_(self) -> SRFlowNet:
         """Switch every 1x1 conv to the exact LU parametrisation (e.g. after loading official weights)."""
         for m in self.flowUpsamplerNet.layers:
-            if isinstance(m, FlowStep):
-                m.to_lu_()
+            m.to_lu_()
         self.config.lu_decomposed = True
         return self
 
@@ -389,14 +390,15 @@ class SRFlowNet(nn.Module):
 
     def z_shapes(self, lr_size: tuple[int, int]) -> list[tuple[int, int, int]]:
         """(C, H, W) of each z_list entry for an LR of ``lr_size`` (h, w): split eps in order, z last."""
-        h, w = lr_size[0] * self.scale, lr_size[1] * self.scale
+        shape = (3, lr_size[0] * self.scale, lr_size[1] * self.scale)
         shapes = []
         for layer in self.flowUpsamplerNet.layers:
-            if isinstance(layer, Squeeze2d):
-                h, w = h // 2, w // 2
-            elif isinstance(layer, Split2d):
-                shapes.append((layer.num_channels_consume, h, w))
-        shapes.append((self.flowUpsamplerNet.out_channels, h, w))
+            shape = layer.out_shape(shape)
+            k = layer.factored_channels
+            if k:
+                shapes.append((k, *shape[1:]))
+                shape = (shape[0] - k, *shape[1:])
+        shapes.append(shape)
         return shapes
 
     # -- conditioning ------------------------------------------------------------------------------
@@ -429,7 +431,9 @@ class SRFlowNet(nn.Module):
 
         ``add_noise`` dequantises the HR with U(-1/2, 1/2)/quant first (training and likelihood evaluation);
         without it the encoding is deterministic (latent manipulation). ``logp`` = log p(HR~ | LR) per sample
-        in nats (a continuous density in [0, 1] units; no quantisation constant), float32.
+        in nats (a continuous density in [0, 1] units; no quantisation constant), float32: the flow's
+        log-determinants plus the standard-normal log-density of every factored-out eps and of the final z
+        (:func:`gensr.losses.likelihood.likelihood_summary` turns it into bits).
         """
         self.check_sizes(lr, hr)
         x = hr.float() if hr.dtype != torch.float64 else hr
@@ -438,7 +442,7 @@ class SRFlowNet(nn.Module):
         if conds is None:
             conds = self.conditions(lr)
         z_list, logdet = self.flowUpsamplerNet.encode(x, conds)
-        return z_list, logdet + gaussian_log_prob(z_list[-1])
+        return z_list, logdet + sum(gaussian_log_prob(z) for z in z_list)
 
     def decode(
         self,
@@ -480,37 +484,11 @@ class SRFlowNet(nn.Module):
         z_list[-1] = z_list[-1].float() if z_list[-1].dtype != torch.float64 else z_list[-1]
         return self.flowUpsamplerNet.decode(z_list, conds, heat, generator)
 
-    def nll(
-        self,
-        hr: torch.Tensor,
-        lr: torch.Tensor,
-        add_noise: bool = True,
-        quant: int | None = None,
-        generator: torch.Generator | None = None,
+    def forward(
+        self, hr: torch.Tensor, lr: torch.Tensor, add_noise: bool = True, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        """Likelihood summaries of HR given LR (per-sample tensors of shape (N,) plus the scalar ``loss``).
-
-        * ``logp``: log p(HR~ | LR), nats (continuous density of the dequantised HR in [0, 1] units);
-        * ``nll``: -logp;
-        * ``bpp``: the official SRFlow number, (-logp + [H*W*ln q]) / (ln2*H*W), bracket only with noise;
-        * ``bpd``: discrete bits/dim for bin width 1/q, (-logp + 3HW ln q) / (ln2 * 3HW) (always with it);
-        * ``loss``: mean ``bpp`` (the official training loss; same gradients as mean nll up to a factor).
-        """
-        q = quant or self.config.quant
-        _, logp = self.encode(hr, lr, add_noise=add_noise, generator=generator, quant=q)
-        hw = hr.shape[-2] * hr.shape[-1]
-        bpp = bits_per_pixel(logp, hw, q if add_noise else None)
-        return {
-            "logp": logp,
-            "nll": -logp,
-            "bpp": bpp,
-            "bpd": bits_per_dim(logp, 3 * hw, q),
-            "loss": bpp.mean(),
-        }
-
-    def forward(self, hr: torch.Tensor, lr: torch.Tensor, add_noise: bool = True) -> dict[str, torch.Tensor]:
-        """Same as :meth:`nll` (so DDP wraps the training direction)."""
-        return self.nll(hr, lr, add_noise=add_noise)
+        """The training direction (what DDP wraps): ``{"logp": log p(HR~ | LR)}`` per sample, see :meth:`encode`."""
+        return {"logp": self.encode(hr, lr, add_noise=add_noise, generator=generator)[1]}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -99,12 +99,40 @@ def sample_normal(
     return (eps * heat).to(device)
 
 
+def dequantize(x: torch.Tensor, quant: int = 32, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``x + (U[0,1) - 0.5) / quant``, the uniform dequantisation of SRFlow (std 1/(quant*sqrt(12)))."""
+    if quant <= 0:
+        raise ValueError(f"quant must be positive, got {quant}")
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    gen_device = generator.device if generator is not None else x.device
+    u = torch.rand(x.shape, generator=generator, device=gen_device, dtype=dt).to(x.device)
+    return x.to(dt) + (u - 0.5) / quant
+
+
+class FlowLayer(nn.Module):
+    """The contract of every flow layer: ``forward(x, cond=None) -> (y, logdet)`` with ``logdet`` the per-sample
+    log|det dy/dx| (float32, float64 for float64 input) and ``inverse(y, cond=None) -> x``.
+
+    ``factored_channels``: how many of ``y``'s last channels the enclosing flow factors out after this layer
+    (0 for all but a split); their density, like the final z's, belongs to the objective (a standard normal),
+    not to the layer. ``out_shape`` maps a (C, H, W) input shape to the output's.
+    """
+
+    factored_channels: int = 0
+
+    def out_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        return shape
+
+    def to_lu_(self) -> None:
+        """Switch 1x1 convolutions to the LU parametrisation (layers that have none: nothing to do)."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Squeeze
 # --------------------------------------------------------------------------------------------------
 
 
-class Squeeze2d(nn.Module):
+class Squeeze2d(FlowLayer):
     """Space-to-depth, Glow channel order: (N,C,H,W) -> (N,4C,H/2,W/2), channel c*4 + dy*2 + dx. logdet 0."""
 
     def __init__(self, factor: int = 2) -> None:
@@ -112,6 +140,10 @@ class Squeeze2d(nn.Module):
         if factor < 1:
             raise ValueError(f"squeeze factor must be >= 1, got {factor}")
         self.factor = int(factor)
+
+    def out_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = shape
+        return c * self.factor**2, h // self.factor, w // self.factor
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.factor
@@ -139,7 +171,7 @@ class Squeeze2d(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-class ActNorm(nn.Module):
+class ActNorm(FlowLayer):
     """Per-channel affine ``y = (x + bias) * exp(logs)``; logdet = H*W*sum(logs).
 
     Data-dependent initialisation (Glow): on the first forward in *training* mode while not initialised,
@@ -232,7 +264,7 @@ def random_orthogonal(n: int, generator: torch.Generator | None = None) -> torch
     return q.float()
 
 
-class _InvConvBase(nn.Module, abc.ABC):
+class _InvConvBase(FlowLayer, abc.ABC):
     """Shared 1x1-conv mechanics: fp32 convolution and a cached float64 inverse for eval-mode decoding."""
 
     num_channels: int
@@ -408,7 +440,7 @@ def coupling_net(in_channels: int, out_channels: int, hidden: int = 64) -> nn.Se
     )
 
 
-class CondAffineSeparatedAndCond(nn.Module):
+class CondAffineSeparatedAndCond(FlowLayer):
     """Affine injector then conditional affine coupling, both conditioned on the features ``cond``.
 
     * injector: ``fFeatures(cond)`` -> shift (even channels), logit (odd channels);
@@ -516,15 +548,15 @@ class CondAffineSeparatedAndCond(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-class Split2d(nn.Module):
-    """Factor out channels with a learned Gaussian prior conditioned on the kept half.
+class Split2d(FlowLayer):
+    """Factor out channels under a learned Gaussian conditioned on the kept half: a conditional affine bijection.
 
-    Keeps the first ``C - round(C * consume_ratio)`` channels (z1) and factors out the rest (z2). The prior is
-    ``conv(z1[, cond])`` -> mean (even channels), logs (odd channels); ``eps = (z2 - mean) * exp(-logs)``.
-    :meth:`encode` gives ``(z1, eps, log N(z2; mean, exp(logs)^2))``; :meth:`forward` gives ``(z1, logp)``,
-    the split's contribution to the objective (a log-density, not a Jacobian term). :meth:`inverse` rebuilds
-    z2 from a given ``eps`` or draws ``eps ~ N(0, heat^2)``. The bijective part ``x -> (z1, eps)`` has
-    log|det J| = -sum(logs), see :meth:`bijective_logdet`.
+    Keeps the first ``C - round(C * consume_ratio)`` channels (z1) and standardises the rest (z2) with the prior
+    ``conv(z1[, cond])`` -> mean (even channels), logs (odd channels): ``eps = (z2 - mean) * exp(-logs)``.
+    :meth:`forward` gives ``y = cat(z1, eps)`` with log|det J| = -sum(logs); the enclosing flow factors out the
+    last ``factored_channels`` channels (eps), whose standard-normal density belongs to the objective, so
+    ``log N(eps; 0, I) - sum(logs)`` is the split's term log N(z2; mean, exp(logs)^2). :meth:`inverse` rebuilds
+    ``z2 = mean + exp(logs) * eps``; sampling at temperature tau draws eps ~ N(0, tau^2).
 
     Guards (0 = off, the official prior): ``input_bound`` clamps ``z1`` to [-b, b] where it enters the prior conv,
     ``max_logs`` clamps ``logs`` to [-m, m], so :meth:`inverse` multiplies eps by at most exp(m).
@@ -544,6 +576,7 @@ class Split2d(nn.Module):
         self.num_channels = int(num_channels)
         self.num_channels_consume = int(round(num_channels * consume_ratio))
         self.num_channels_pass = self.num_channels - self.num_channels_consume
+        self.factored_channels = self.num_channels_consume
         self.cond_channels = int(cond_channels)
         self.conv = Conv2dZeros(self.num_channels_pass + self.cond_channels, 2 * self.num_channels_consume)
 
@@ -559,45 +592,20 @@ class Split2d(nn.Module):
                 logs = logs.clamp(-self.max_logs, self.max_logs)
         return h[:, 0::2], logs
 
-    def encode(self, x: torch.Tensor, cond: torch.Tensor | None = None):
-        """x -> (z1, eps, logp) with logp = log N(z2; mean, exp(logs)^2) per sample."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] != self.num_channels:
             raise ValueError(f"Split2d({self.num_channels}): got {x.shape[1]} channels")
         z1, z2 = x[:, : self.num_channels_pass], x[:, self.num_channels_pass :]
         mean, logs = self.prior(z1, cond)
         with no_autocast(x):
-            z2 = z2.to(mean.dtype)
-            eps = (z2 - mean) * torch.exp(-logs)
-        return z1, eps, gaussian_log_prob(z2, mean, logs)
+            eps = (z2.to(mean.dtype) - mean) * torch.exp(-logs)
+        return torch.cat([z1.to(eps.dtype), eps], 1), -logs.flatten(1).sum(1)
 
-    def bijective_logdet(self, z1: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """log|det d(z1, eps)/dx| = -sum(logs) per sample."""
-        _, logs = self.prior(z1, cond)
-        return -logs.flatten(1).sum(1)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        z1, _, logp = self.encode(x, cond)
-        return z1, logp
-
-    def eps_shape(self, z1_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (z1_shape[0], self.num_channels_consume, *z1_shape[2:])
-
-    def inverse(
-        self,
-        z1: torch.Tensor,
-        cond: torch.Tensor | None = None,
-        eps: torch.Tensor | None = None,
-        heat: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """(z1, eps) -> x; ``eps`` None draws N(0, heat^2) (heat 0 gives the prior mean)."""
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if y.shape[1] != self.num_channels:
+            raise ValueError(f"Split2d({self.num_channels}).inverse: got {y.shape[1]} channels")
+        z1, eps = y[:, : self.num_channels_pass], y[:, self.num_channels_pass :]
         mean, logs = self.prior(z1, cond)
-        if eps is None:
-            eps = sample_normal(tuple(mean.shape), heat, mean.device, generator, mean.dtype)
-        elif eps.shape != mean.shape:
-            raise ValueError(
-                f"Split2d.inverse: eps of shape {tuple(eps.shape)}, expected {tuple(mean.shape)}"
-            )
         with no_autocast(z1):
             z2 = mean + torch.exp(logs) * eps.to(mean.device, mean.dtype)
         return torch.cat([z1.to(z2.dtype), z2], 1)
@@ -608,7 +616,7 @@ class Split2d(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-class FlowStep(nn.Module):
+class FlowStep(FlowLayer):
     """ActNorm -> invertible 1x1 conv -> [CondAffineSeparatedAndCond]; ``affine=False``: transition step.
 
     ``input_bound`` and ``min_scale`` are the coupling's reverse-pass guards (0 = off).

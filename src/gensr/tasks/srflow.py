@@ -55,7 +55,7 @@ from torch import nn
 from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo, unwrap, wrap
 from gensr.errors import GensrError
-from gensr.losses.likelihood import bits_per_dim, bits_per_pixel, dequantize
+from gensr.losses.likelihood import dequantize, likelihood_summary
 from gensr.models.srflow import SRFlowNet, load_rrdb_encoder
 from gensr.nn.flow import ActNorm
 from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network
@@ -214,7 +214,7 @@ class SRFlowTask(SRTask):
         was_training = self.model.training
         self.model.train()
         with self.autocast():
-            self.model.nll(self._dequantize(hr), lr, add_noise=False)
+            self.model(self._dequantize(hr), lr, add_noise=False)
         self.model.train(was_training)
 
     def _dequantize(self, hr: torch.Tensor) -> torch.Tensor:
@@ -233,21 +233,12 @@ class SRFlowTask(SRTask):
         """Likelihood summaries of a batch (float32, per sample; ``loss`` = mean bpp) under the task's autocast.
 
         The HR is dequantised here (task generator) and the model is called without noise; ``bpp`` then gets
-        the official ``+ H*W*ln(quant)`` constant back, so the numbers equal ``SRFlowNet.nll(add_noise=True)``.
+        the official ``+ H*W*ln(quant)`` constant back, so the numbers are those of a dequantised likelihood.
         """
-        quant = self.model.config.quant if self.options.dequantize else None
         with self.autocast():
             out = self.networks["g"](self._dequantize(hr), lr, add_noise=False)
-        logp = out["logp"]
         hw = hr.shape[-2] * hr.shape[-1]
-        bpp = bits_per_pixel(logp, hw, quant)
-        return {
-            "logp": logp,
-            "nll": -logp,
-            "bpp": bpp,
-            "bpd": bits_per_dim(logp, 3 * hw, self.model.config.quant),
-            "loss": bpp.mean(),
-        }
+        return likelihood_summary(out["logp"], hw, self.model.config.quant, self.options.dequantize)
 
     def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
         lr, hr = self.next_pair(batches)
