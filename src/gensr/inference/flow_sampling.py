@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gensr.errors import GensrError
+from gensr.nn.padding import pad_to_multiple
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
@@ -131,19 +132,6 @@ def as_image_tensor(image: torch.Tensor | str | os.PathLike, what: str = "image"
         raise GensrError(f"{what}: expected a float tensor in [0, 1], got {x.dtype}")
     x = x.detach().to("cpu", torch.float32)
     return x.expand(1, 3, *x.shape[-2:]).contiguous() if x.shape[1] == 1 else x
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (N, C, H, W) at the bottom/right to multiples of ``multiple`` -> (padded, original (H, W)).
-
-    Reflection padding (the official SRFlow ``test.py``); replication for a side of one pixel.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -52,10 +52,10 @@ from gensr.inference.flow_sampling import (
     check_flow_output,
     check_temperature,
     load_flow_model,
-    pad_to_multiple,
     region_lr_psnr,
     resolve_seed,
 )
+from gensr.nn.padding import pad_bottom_right, pad_to_multiple
 
 __all__ = [
     "MODES",
@@ -111,10 +111,7 @@ class FlowPair:
         """Pad an unpadded HR-size (N, C, H, W) tensor (image or mask) the way the HR was padded."""
         ph = self.hr_p.shape[-2] - x.shape[-2]
         pw = self.hr_p.shape[-1] - x.shape[-1]
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
-        return F.pad(x.float(), (0, pw, 0, ph), mode=mode).to(x.dtype)
+        return pad_bottom_right(x.float(), ph, pw).to(x.dtype)
 
 
 def _downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:

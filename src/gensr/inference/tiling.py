@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 from gensr.errors import GensrError
+from gensr.nn.padding import pad_to_multiple
 
 __all__ = ["tile_starts", "feather_window", "tile_count", "tiled_forward"]
 
@@ -122,7 +123,7 @@ def tiled_forward(
         raise GensrError(f"tile alignment must be >= 1, got {align}")
     out_h, out_w = h, w
     if align > 1:
-        lr = _pad_to_multiple(lr.detach().to("cpu"), align)
+        lr = pad_to_multiple(lr.detach().to("cpu"), align)[0]
         h, w = lr.shape[-2:]
         tile = max(align, tile - tile % align)
     th, tw = min(tile, h), min(tile, w)  # an axis shorter than the tile is one tile of the image's size
@@ -184,14 +185,6 @@ def _aligned_starts(length: int, tile: int, overlap: int, align: int) -> list[in
     return [s * align for s in tile_starts(length // align, tile // align, units)]
 
 
-def _pad_to_multiple(x: torch.Tensor, f: int) -> torch.Tensor:
-    """Pad right/bottom to a multiple of ``f`` the way RRDBNet does (reflect, replicate when too small)."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % f, (-w) % f
-    if not (pad_h or pad_w):
-        return x
-    mode = "reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
-    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
 def _check_shape(out: torch.Tensor, th: int, tw: int, scale: int, n: int = 1) -> None:

@@ -201,12 +201,16 @@ class SRTask(Task):
             return {}
         v = self.options.data.val
         out_dir = self.run.run_dir / "val" / f"iter_{iteration:07d}"
-        with self.autocast():
-            means, previews = evaluate_sr(
-                lambda x: self.super_resolve(network, x), self.val_set, self.scale, self.device,
-                out_dir if v.save_images else None,
-            )  # fmt: skip
-            means.update(self.extra_evaluation(iteration, logger, network, out_dir))
+        try:
+            with self.autocast():
+                means, previews = evaluate_sr(
+                    lambda x: self.super_resolve(network, x), self.val_set, self.scale, self.device,
+                    out_dir if v.save_images else None,
+                )  # fmt: skip
+                means.update(self.extra_evaluation(iteration, logger, network, out_dir))
+        except GensrError as exc:  # e.g. a diverged model's NaN output: reported, never the end of a run
+            logger.message(f"iteration {iteration}: evaluation failed ({exc})")
+            return {"eval_failed": 1.0}
         if previews:
             logger.images(iteration, "val/sr", previews[0])
         return means

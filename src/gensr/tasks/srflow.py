@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gensr.engine.config import RunConfig
@@ -94,28 +93,6 @@ def is_linalg_failure(exc: BaseException) -> bool:
     if isinstance(exc, torch.linalg.LinAlgError):
         return True
     return isinstance(exc, RuntimeError) and bool(_LINALG_WORDS.search(str(exc)))
-
-
-def sample_padded(
-    net: SRFlowNet,
-    lr: torch.Tensor,
-    heat: float,
-    generator: torch.Generator | None = None,
-    num_samples: int = 1,
-) -> torch.Tensor:
-    """SRFlow SR of an LR batch of any size: pad the LR (reflect; replicate when too small) to the model's
-    ``lr_multiple``, decode at temperature ``heat`` (0: the deterministic mean), crop the SR back.
-
-    (N, 3, h, w) in [0, 1] -> (N * num_samples, 3, s*h, s*w), float32, unclamped.
-    """
-    m, s = net.config.lr_multiple, net.config.scale
-    h, w = lr.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph or pw:
-        mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-        lr = F.pad(lr, (0, pw, 0, ph), mode=mode)
-    sr = net.decode(lr, heat=heat, generator=generator, num_samples=num_samples)
-    return sr[..., : h * s, : w * s]
 
 
 def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
@@ -296,10 +273,17 @@ class SRFlowTask(SRTask):
         }
 
     # -- evaluation -----------------------------------------------------------------------------------------
+    def _sampler(self, net: nn.Module):
+        """The one SRFlow sampler (padding, cropping, output checks) on the network being evaluated. Broken
+        outputs are reported, not re-drawn: an evaluation measures the model as it is."""
+        from gensr.inference.flow_sampling import FlowSampler
+
+        return FlowSampler(unwrap(net), device=self.device, redraws=0, min_region_psnr=0.0, channels_last=False)
+
     @torch.no_grad()
     def super_resolve(self, net: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         """The deterministic tau = 0 mean (what the standard PSNR/SSIM/LR-PSNR are computed on)."""
-        return sample_padded(unwrap(net), lr, heat=0.0)
+        return self._sampler(net).sample(lr, temperature=0.0, num_samples=1, seed=0)
 
     @torch.no_grad()
     def extra_evaluation(self, iteration: int, logger: Any, network: nn.Module, out_dir: Path) -> dict[str, float]:
@@ -310,13 +294,15 @@ class SRFlowTask(SRTask):
         o = self.options
         if o.val_samples == 0:
             return {}
-        net = unwrap(network)
-        gen = torch.Generator(device="cpu").manual_seed(int(iteration))
+        sampler = self._sampler(network)
         rows = []
         for i in range(len(self.val_set)):
             item = self.val_set[i]
-            lr = item["lr"].unsqueeze(0).to(self.device)
-            srs = sample_padded(net, lr, o.val_heat, gen, num_samples=o.val_samples).float().cpu()
+            try:  # seeded by the iteration (and the image): no global RNG, the same draws every evaluation
+                srs = sampler.sample(item["lr"][None], o.val_heat, o.val_samples, seed=int(iteration) * 1009 + i)
+            except GensrError as exc:
+                logger.message(f"iteration {iteration}: evaluation sample of {item['name']} is broken ({exc})")
+                return {"sample_broken": 1.0}
             hr8, lr8 = tensor_to_pixels(item["hr"]), tensor_to_pixels(item["lr"])
             for k in range(srs.shape[0]):
                 sr8 = tensor_to_pixels(srs[k])
