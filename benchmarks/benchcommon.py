@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine description, memory readings, size arguments."""
+"""Helpers shared by the benchmark scripts: machine description, load average, memory readings, size arguments."""
 
 from __future__ import annotations
 
@@ -21,6 +21,40 @@ def machine() -> str:
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
     return text
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the bf16 features that matter for speed (from /proc/cpuinfo on Linux)."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{name}, {os.cpu_count()} CPUs, {capability}, bf16 flags: {', '.join(bf16) or 'none'}"
+
+
+class LoadRange:
+    """The range of the 1-minute load average over the calls to :meth:`sample` (the machine may be shared)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def sample(self) -> None:
+        if hasattr(os, "getloadavg"):
+            self.values.append(os.getloadavg()[0])
+
+    def __str__(self) -> str:
+        return f"{min(self.values):.1f}-{max(self.values):.1f}" if self.values else "n/a"
 
 
 def max_rss_bytes() -> int:

@@ -1,33 +1,32 @@
-"""Time and peak memory of one ESRGAN training iteration at the paper's size, through the real task.
+"""Seconds per training iteration of run configs' real task steps, precision modes side by side.
 
-The step is :meth:`gensr.tasks.esrgan.ESRGANTask.train_step` (G part with D frozen, D part, both Adam steps)
-with the paper's setting: batch 16, HR patch 128 (LR 32), 23-block RRDBNet (nf 64, gc 32), the VGG-128
-discriminator, VGG19 conv5_4 perceptual loss + 5e-3 RaGAN + 1e-2 L1. All weights are random (a random
-"PSNR" generator and random VGG19 weights written to a temporary folder); speed does not depend on them.
-Batches are random tensors on the host, copied to the device inside the step as in training.
+For each config (default: the three shipped CPU recipes ``configs/rrdb_psnr_x4_cpu.yaml``, ``esrgan_x4_small.yaml``
+and ``srflow_x4_small.yaml``) one task is built per mode from the same seed -- the same initial weights -- and
+the modes step in turn on the same batches (fp32 step i, bf16 step i, ...), so a busy shared machine slows them
+alike and the losses can be compared step by step. The step is the task's own ``train_step`` (forward,
+losses, backward, Adam; ESRGAN: G and D parts); batches come from the task's own training data (its first
+``warmup + steps`` batches, prepared before timing).
 
-Configurations:
+Modes: ``fp32`` (eager, NCHW: on the CPU the task uses channels_last only with bf16), ``bf16+cl`` (bf16 autocast
+and channels_last, ``train.precision: bf16``), ``bf16+cl+compile`` (``train.compile: true``; compilation
+happens in the warm-up steps). Reported per config and mode: median wall seconds per iteration, the median
+per-step ratio of the first mode's time to this mode's (wall and process CPU time), and the mean of each
+logged scalar over the timed steps (loss; SRFlow: bits per pixel -- the NLL -- stays float32 under autocast).
 
-* CPU (always, unless ``--skip-cpu``): eager fp32. The paper size is slow on a CPU: shrink it with
-  ``--cpu-batch`` / ``--cpu-steps``. Peak memory is the process's peak resident set size (``getrusage``),
-  and its rise over the resident size before the first step.
-* CUDA (when present): eager fp32 (PyTorch defaults: cuDNN may use TF32), bf16 autocast + channels_last,
-  and bf16 + channels_last + ``torch.compile`` (compilation happens in the warm-up steps, not timed).
-  Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps.
-
-Prints one Markdown table (ms per iteration: median and mean over the timed steps) with the machine.
+The paper's ESRGAN step (23-block G, VGG-128 D, VGG19 conv5_4 perceptual loss; random weights written to a
+temporary folder) is ``--paper-esrgan``; shrink it with ``--set task.data.train.batch_size=2`` on a CPU.
 
 Usage::
 
-    python benchmarks/train_step.py                               # CPU (paper size!) + CUDA if present
-    python benchmarks/train_step.py --cpu-batch 2 --cpu-steps 2   # a quick CPU check
-    python benchmarks/train_step.py --skip-cpu --steps 20         # GPU only
+    OMP_NUM_THREADS=1 python benchmarks/train_step.py                       # shipped CPU recipes, fp32 vs bf16+cl
+    python benchmarks/train_step.py configs/srflow_x4_small.yaml --steps 40  # one config, more steps
+    python benchmarks/train_step.py --paper-esrgan --device cuda --modes fp32,bf16+cl,bf16+cl+compile
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import itertools
 import statistics
 import sys
 import tempfile
@@ -35,12 +34,16 @@ import time
 from pathlib import Path
 
 import torch
-from benchcommon import machine, max_rss_bytes
+from benchcommon import LoadRange, cpu_model, machine
 
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CPU_CONFIGS = ("configs/rrdb_psnr_x4_cpu.yaml", "configs/esrgan_x4_small.yaml", "configs/srflow_x4_small.yaml")
+MODES = {
+    "fp32": ["train.precision=fp32", "train.channels_last=false", "train.compile=false"],
+    "bf16+cl": ["train.precision=bf16", "train.channels_last=true", "train.compile=false"],
+    "bf16+cl+compile": ["train.precision=bf16", "train.channels_last=true", "train.compile=true"],
+}
+NOT_AVERAGED = ("skipped", "skip_reason", "rrdb_frozen", "lr")
 
 
 def write_random_weights(folder: Path) -> tuple[Path, Path]:
@@ -58,133 +61,98 @@ def write_random_weights(folder: Path) -> tuple[Path, Path]:
     return g_path, vgg_path
 
 
-def run_config(g_path: Path, vgg_path: Path, device: str, batch: int, patch: int, precision: str,
-               channels_last: bool, compile_: bool, out_dir: Path):  # fmt: skip
-    from gensr.config import from_dict
-    from gensr.engine.config import RunConfig
-
-    tree = {
-        "name": "bench", "task": "esrgan", "scale": 4, "output_dir": str(out_dir),
-        "model": {"arch": "rrdbnet", "config": {"scale": 4, "nf": 64, "nb": 23, "gc": 32},
-                  "pretrained": str(g_path)},
-        "data": {"train": {"patch_size": patch, "batch_size": batch}},
-        "optim": {"lr": 1e-4, "betas": [0.9, 0.999]},
-        "train": {"device": device, "precision": precision, "channels_last": channels_last, "compile": compile_},
-        "task_options": {
-            "perceptual": {"kind": "vgg", "layers": "esrgan", "weights_path": str(vgg_path)},
-            "discriminator": {"arch": "vgg_discriminator", "config": {"nf": 64, "input_size": patch}},
-        },
-    }  # fmt: skip
-    return from_dict(RunConfig, tree, where="benchmark config")
-
-
-def bench(g_path: Path, vgg_path: Path, device: str, mode: str, batch: int, patch: int, steps: int,
-          warmup: int, out_dir: Path) -> dict:  # fmt: skip
+def build_task(config: Path, mode: str, device: str, overrides: list[str], out_dir: Path):
+    """The config's task for ``mode``, seeded so that every mode starts from the same weights."""
+    from gensr.engine.config import load_run_config
     from gensr.engine.distributed import DistInfo
-    from gensr.tasks.esrgan import ESRGANTask
+    from gensr.tasks import get_task_class
 
-    precision, channels_last, compile_ = {
-        "fp32": ("fp32", False, False),
-        "bf16+cl": ("bf16", True, False),
-        "bf16+cl+compile": ("bf16", True, True),
-    }[mode]
-    cfg = run_config(g_path, vgg_path, device, batch, patch, precision, channels_last, compile_, out_dir)
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.cuda.empty_cache()
-    torch.manual_seed(0)
-    task = ESRGANTask(cfg, DistInfo(device=dev))
-    gen = torch.Generator().manual_seed(0)
-    batches = [
-        {"lr": torch.rand(batch, 3, patch // 4, patch // 4, generator=gen),
-         "hr": torch.rand(batch, 3, patch, patch, generator=gen)}
-        for _ in range(2)
-    ]  # fmt: skip
+    sets = [*overrides, *MODES[mode], f"train.device={device}", f"output_dir={out_dir / mode}"]
+    run = load_run_config(config, sets)
+    torch.manual_seed(run.seed)
+    return get_task_class(run.task_kind).from_config(run, DistInfo(device=torch.device(device)))
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
 
-    rss0 = _rss_bytes()
-    for i in range(warmup):
-        task.train_step(batches[i % 2])
-    sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    times, skipped = [], 0
-    for i in range(steps):
-        t0 = time.perf_counter()
-        stats = task.train_step(batches[i % 2])  # returns Python floats: the step ends with a device sync
-        sync()
-        times.append(time.perf_counter() - t0)
-        skipped += int(stats["skipped"])
-    if dev.type == "cuda":
-        memory = f"{torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB (max allocated)"
-    else:
-        peak = max_rss_bytes()
-        memory = f"{peak / 2**30:.2f} GiB peak RSS (+{max(peak - rss0, 0) / 2**30:.2f} in the steps)"
-    del task
-    return {
-        "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
-        "mode": mode,
-        "batch": batch,
-        "patch": patch,
-        "steps": steps,
-        "median_ms": 1000 * statistics.median(times),
-        "mean_ms": 1000 * statistics.fmean(times),
-        "img_per_s": batch / statistics.median(times),
-        "memory": memory,
-        "skipped": skipped,
-    }
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_config(config: Path, modes: list[str], args, out_dir: Path) -> list[dict]:
+    tasks = {m: build_task(config, m, args.device, args.set, out_dir) for m in modes}
+    first = tasks[modes[0]]
+    data = first.train_data(first.run.seed, 0, 0, 1)
+    n_batches = (args.warmup + args.steps) * first.batches_per_step
+    batches = list(itertools.islice(data, n_batches))
+    wall = {m: [] for m in modes}
+    cpu = {m: [] for m in modes}
+    logs = {m: [] for m in modes}
+    for step in range(args.warmup + args.steps):
+        chunk = batches[step * first.batches_per_step : (step + 1) * first.batches_per_step]
+        for m in modes:
+            _sync(args.device)
+            w0, c0 = time.perf_counter(), time.process_time()
+            stats = tasks[m].train_step(iter(chunk))
+            _sync(args.device)
+            if step >= args.warmup:
+                wall[m].append(time.perf_counter() - w0)
+                cpu[m].append(time.process_time() - c0)
+                logs[m].append(stats)
+    rows = []
+    for m in modes:
+        scalars = {k: statistics.fmean(s[k] for s in logs[m]) for k in logs[m][0] if k not in NOT_AVERAGED}
+        diffs = [a["loss"] - b["loss"] for a, b in zip(logs[m], logs[modes[0]], strict=True)]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+        rows.append({
+            "config": config.name, "mode": m, "s_per_it": statistics.median(wall[m]),
+            "loss_diff": statistics.fmean(diffs), "loss_diff_se": se,
+            "x_wall": statistics.median(a / b for a, b in zip(wall[modes[0]], wall[m], strict=True)),
+            "x_cpu": statistics.median(a / b for a, b in zip(cpu[modes[0]], cpu[m], strict=True)),
+            "skipped": sum(int(s.get("skipped", 0)) for s in logs[m]), "scalars": scalars,
+        })  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
-    p.add_argument("--patch", type=int, default=128, help="HR patch side, a power of two (paper: 128)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    p.add_argument("--cpu-batch", type=int, default=None, help="batch on the CPU (default: --batch)")
-    p.add_argument("--cpu-steps", type=int, default=None, help="timed steps on the CPU (default: --steps)")
-    p.add_argument("--cpu-warmup", type=int, default=1, help="untimed steps on the CPU")
-    p.add_argument("--skip-cpu", action="store_true")
-    p.add_argument("--skip-cuda", action="store_true")
-    p.add_argument("--modes", default="fp32,bf16+cl,bf16+cl+compile", help="CUDA modes, comma-separated")
+    p.add_argument("configs", nargs="*", help="run configs (default: the shipped CPU recipes)")
+    p.add_argument("--modes", default="fp32,bf16+cl", help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per mode")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--paper-esrgan", action="store_true", help="configs/esrgan_x4.yaml with random G/VGG weights")
     args = p.parse_args(argv)
-
-    runs: list[tuple[str, str, int, int, int]] = []
-    if not args.skip_cpu:
-        runs.append(("cpu", "fp32", args.cpu_batch or args.batch, args.cpu_steps or args.steps, args.cpu_warmup))
-    if not args.skip_cuda and torch.cuda.is_available():
-        for mode in args.modes.split(","):
-            runs.append(("cuda", mode.strip(), args.batch, args.steps, args.warmup))
-    if not runs:
-        print("nothing to run (no CUDA device and --skip-cpu)", file=sys.stderr)
-        return 1
-
-    rows = []
+    modes = [m.strip() for m in args.modes.split(",")]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        p.error(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    torch.set_num_threads(args.threads)
+    load = LoadRange()
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="gensr-bench-") as tmp:
-        g_path, vgg_path = write_random_weights(Path(tmp))
-        for device, mode, batch, steps, warmup in runs:
-            print(f"running {device} {mode} batch {batch} ({warmup} warm-up + {steps} timed steps) ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            try:
-                rows.append(bench(g_path, vgg_path, device, mode, batch, args.patch, steps, warmup, Path(tmp)))
-            except torch.OutOfMemoryError:
-                print(f"  {device} {mode}: out of memory", file=sys.stderr)
-
-    print(f"\nESRGAN training step (23-block RRDBNet x4, VGG-{args.patch} D, VGG19 conv5_4 perceptual + RaGAN + L1, "
-          f"Adam G and D)\n\nMachine: {machine()}\n")  # fmt: skip
-    print("| device | precision | batch | HR patch | ms/iter (median) | ms/iter (mean) | HR patches/s | peak memory |")
+        configs = [Path(c) for c in args.configs]
+        if args.paper_esrgan:
+            g_path, vgg_path = write_random_weights(Path(tmp))
+            args.set += [f"task.model.pretrained={g_path}", f"task.perceptual.weights_path={vgg_path}"]
+            configs.append(ROOT / "configs" / "esrgan_x4.yaml")
+        if not configs:
+            configs = [ROOT / c for c in SHIPPED_CPU_CONFIGS]
+        for config in configs:
+            print(f"{config.name}: {len(modes)} modes, {args.warmup} + {args.steps} steps ...", file=sys.stderr)
+            load.sample()
+            rows += bench_config(config, modes, args, Path(tmp))
+            load.sample()
+    print(f"\nmachine: {machine()}\ncpu: {cpu_model()}; load average (1 min) during the run: {load}")
+    print(f"command: python benchmarks/train_step.py {' '.join(sys.argv[1:])}\n")
+    print(f"| config | mode | s/iteration (median) | x {modes[0]} (wall) | x {modes[0]} (CPU time) | mean over the "
+          f"timed steps | loss - {modes[0]} loss (per step: mean +- s.e.) | skipped |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['device']} | {r['mode']} | {r['batch']} | {r['patch']} | {r['median_ms']:.1f} | "
-            f"{r['mean_ms']:.1f} | {r['img_per_s']:.2f} | {r['memory']} |"
-        )
-    if any(r["skipped"] for r in rows):
-        print("\nwarning: some timed steps were skipped (non-finite loss)")
+        scalars = ", ".join(f"{k} {v:.4f}" for k, v in r["scalars"].items())
+        print(f"| {r['config']} | {r['mode']} | {r['s_per_it']:.3f} | {r['x_wall']:.2f} | {r['x_cpu']:.2f} | "
+              f"{scalars} | {r['loss_diff']:+.4f} +- {r['loss_diff_se']:.4f} | {r['skipped']} |")  # fmt: skip
     return 0
 
 

@@ -368,8 +368,17 @@ def build_and_load(ck: LoadedCheckpoint) -> nn.Module:
     from gensr.models.registry import build_model
 
     gensr_format.check_tensor_values(ck.state_dict, ck.path)
-    _check_memory(build_on_meta(ck), ck.path)
-    model = build_model(ck.arch, ck.config)
+    meta = build_on_meta(ck)
+    _check_memory(meta, ck.path)
+    held = set(meta.state_dict())
+    tensors = [n for n, _ in meta.named_parameters()] + [n for n, _ in meta.named_buffers()]
+    if all(n in held for n in tensors):
+        # every tensor comes from the file: allocate without the random initialisation that loading would
+        # overwrite anyway (~0.3 s of CPU for the 23-block RRDBNet). torch.empty, not
+        # Module.to_empty: empty_like of a meta tensor runs Python decompositions that import sympy (~1 s).
+        model = meta._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
+    else:  # a non-persistent buffer: only the constructor knows its value
+        model = build_model(ck.arch, ck.config)
     model.load_state_dict(ck.state_dict, strict=True)
     return model
 

@@ -71,7 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
         default="auto",
-        help="auto = bf16 on CUDA, fp32 on CPU; a non-finite low-precision result is recomputed in fp32",
+        help="auto = bf16 on CUDA; on the CPU bf16 when the CPU has native bf16 (AVX512-BF16 or AMX) and the "
+        "model is an RRDBNet (about 2x faster; Set5 Y-PSNR of the default -0.003 dB), else fp32. A non-finite "
+        "low-precision result is recomputed in fp32",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps, ... (default: cuda if available)")
     p.add_argument("--suffix", default="", help="appended to each output file's stem (default: none)")
@@ -150,25 +152,18 @@ def _model_files(*names: str | None) -> list[Path]:
     return [Path(n).expanduser() for n in names if n and Path(n).expanduser().is_file()]
 
 
-def run(args: argparse.Namespace) -> int:
+def _make_upscaler(args: argparse.Namespace):
+    """The engine for this run: the torch-free :class:`~gensr.inference.bicubic.BicubicUpscaler` for plain
+    ``--model bicubic`` (no torch import: ~4x faster to start), else a :class:`~gensr.inference.upscale.Upscaler`."""
+    plain = args.lr_consistency == 0 and args.device is None and args.interp_with is None
+    if args.model == "bicubic" and plain:
+        from gensr.inference.bicubic import BicubicUpscaler, check_upscale_args
+
+        check_upscale_args(args.tile, args.tile_overlap, args.batch_size, args.scale)
+        return BicubicUpscaler(args.scale)
     import torch
-    from tqdm import tqdm
 
-    from gensr.fileutil import OutputPolicy, ensure_writable_dir
     from gensr.inference.upscale import Upscaler
-    from gensr.io import list_images
-
-    if args.lr_consistency < 0:
-        raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
-    files = list_images(args.inputs)
-    out = Path(args.output).expanduser()
-    as_folder, targets = _plan_outputs(files, out, args.suffix, args.ext)
-    # One policy for the whole run, checked before any work: no output replaces any input (a later input
-    # included) or an existing file without --overwrite, and no two inputs share an output.
-    policy = OutputPolicy([*files, *_model_files(args.model, args.interp_with)], overwrite=args.overwrite)
-    for f, t in zip(files, targets, strict=True):
-        policy.claim(t, source=f)
-    ensure_writable_dir(out if as_folder else (out.parent if str(out.parent) else Path(".")))
 
     upscaler = Upscaler(
         args.model,
@@ -183,6 +178,28 @@ def run(args: argparse.Namespace) -> int:
     )
     if upscaler.device.type == "cuda" and args.tile > 0:
         torch.backends.cudnn.benchmark = True  # every tile has the same shape: tune the convolutions once
+    return upscaler
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gensr.fileutil import OutputPolicy, ensure_writable_dir
+    from gensr.io import list_images
+
+    if args.lr_consistency < 0:
+        raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
+    files = list_images(args.inputs)
+    out = Path(args.output).expanduser()
+    as_folder, targets = _plan_outputs(files, out, args.suffix, args.ext)
+    # One policy for the whole run, checked before any work: no output replaces any input (a later input
+    # included) or an existing file without --overwrite, and no two inputs share an output.
+    policy = OutputPolicy([*files, *_model_files(args.model, args.interp_with)], overwrite=args.overwrite)
+    for f, t in zip(files, targets, strict=True):
+        policy.claim(t, source=f)
+    ensure_writable_dir(out if as_folder else (out.parent if str(out.parent) else Path(".")))
+
+    upscaler = _make_upscaler(args)
 
     no_bars = args.quiet or not sys.stderr.isatty()  # bars only on a terminal, never in logs or pipes
     failed: list[str] = []
@@ -209,6 +226,7 @@ def _upscale_one(f: Path, planned: Path, as_folder: bool, upscaler, policy, args
     """Read, upscale and write one image (its output was claimed as ``planned``)."""
     from tqdm import tqdm
 
+    from gensr.inference.bicubic import BicubicUpscaler
     from gensr.io import read_image, write_image
 
     img = read_image(f)
@@ -225,6 +243,23 @@ def _upscale_one(f: Path, planned: Path, as_folder: bool, upscaler, policy, args
 
     start = time.perf_counter()
     h, w = img.size
+    if isinstance(upscaler, BicubicUpscaler):  # integer pixel arrays in and out, no torch
+        result = upscaler.run(img.pixels, outscale=args.outscale, bit_depth=bit_depth)
+        alpha = None if img.alpha is None else upscaler.run_alpha(img.alpha, result.shape[:2], bit_depth)
+        oh, ow = result.shape[:2]
+    else:
+        result, alpha = _run_network(upscaler, img, f, args, no_bars)
+        oh, ow = result.shape[-2:]
+    write_image(target, result, alpha, bit_depth=bit_depth, gray=img.is_gray, overwrite=args.overwrite)
+    if not args.quiet:
+        tqdm.write(f"{f} -> {target} ({w}x{h} -> {ow}x{oh}, {time.perf_counter() - start:.2f} s)")
+
+
+def _run_network(upscaler, img, f: Path, args, no_bars: bool):
+    """(RGB or gray float tensor, alpha tensor or None) of one image through an :class:`Upscaler`."""
+    from tqdm import tqdm
+
+    h, w = img.size
     x = img.rgb_tensor()[:, :1] if img.is_gray else img.rgb_tensor()
     n_tiles = upscaler.tiles_for(h, w) * (2 if img.has_alpha and args.alpha_upsampler == "model" else 1)
     with tqdm(total=n_tiles, desc=f.name, unit="tile", leave=False, disable=no_bars or n_tiles < 2) as tiles:
@@ -234,10 +269,7 @@ def _upscale_one(f: Path, planned: Path, as_folder: bool, upscaler, policy, args
             alpha = upscaler.run_alpha(
                 img.alpha_tensor(), tuple(result.shape[-2:]), args.alpha_upsampler, progress=_Progress(tiles)
             )
-    write_image(target, result, alpha, bit_depth=bit_depth, gray=img.is_gray, overwrite=args.overwrite)
-    if not args.quiet:
-        oh, ow = result.shape[-2:]
-        tqdm.write(f"{f} -> {target} ({w}x{h} -> {ow}x{oh}, {time.perf_counter() - start:.2f} s)")
+    return result, alpha
 
 
 class _Progress:

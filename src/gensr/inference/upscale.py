@@ -9,7 +9,8 @@ alpha and gray are decided by :mod:`gensr.io` and :mod:`gensr.cli.upscale`.
   and a note is printed; the smaller tile is kept for the following images. On the CPU, where running out
   of memory kills the process instead of raising, an image whose whole-image forward would need more than
   half the available memory is tiled at 256 px (with a note).
-* Precision: see :mod:`gensr.inference.precision` (bf16 on CUDA by default, fp32 recompute on NaN/inf).
+* Precision: see :mod:`gensr.inference.precision` (``auto``: bf16 on CUDA, and on CPUs with native bf16 for
+  RRDBNet; fp32 recompute on NaN/inf).
 * ``outscale``: the network output (or the bicubic upscale) is resized to ``round(outscale * H)`` x
   ``round(outscale * W)`` with MATLAB bicubic (antialiased when shrinking). Real-ESRGAN uses cv2's LANCZOS4
   here, so its ``--outscale`` results differ slightly from ours.
@@ -21,7 +22,6 @@ alpha and gray are decided by :mod:`gensr.io` and :mod:`gensr.cli.upscale`.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from gensr.errors import GensrError, note
+from gensr.inference.bicubic import check_upscale_args, output_size
 from gensr.inference.precision import PrecisionRunner, resolve_device
 from gensr.inference.tiling import tile_count, tiled_forward
-from gensr.io.limits import check_output_size
 from gensr.system import available_memory
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ __all__ = ["Upscaler", "upscale", "model_scale", "BICUBIC"]
 BICUBIC = "bicubic"
 ALPHA_UPSAMPLERS = ("bicubic", "model")
 _MIN_OOM_TILE = 64
-DEFAULT_TILE_OVERLAP = 32
 AUTO_TILE = 256  # tile size when a whole-image CPU forward would not fit in memory
 
 
@@ -106,18 +105,7 @@ class Upscaler:
         batch_size: int = 4,
         note: Callable[[str], None] = note,
     ) -> None:
-        if tile < 0:
-            raise GensrError(f"tile must be >= 0 (0 = no tiling), got {tile}")
-        if tile_overlap is None:  # also used by automatic tiling when tile is 0
-            tile_overlap = DEFAULT_TILE_OVERLAP if tile <= 0 else min(DEFAULT_TILE_OVERLAP, tile // 4)
-        if tile_overlap < 0:
-            raise GensrError(f"tile_overlap must be >= 0, got {tile_overlap}")
-        if tile and tile_overlap >= tile:
-            raise GensrError(f"tile_overlap ({tile_overlap}) must be smaller than the tile ({tile})")
-        if batch_size < 1:
-            raise GensrError(f"batch_size must be >= 1, got {batch_size}")
-        if scale is not None and (not float(scale).is_integer() or scale < 1):
-            raise GensrError(f"scale must be a positive integer, got {scale}")
+        tile_overlap = check_upscale_args(tile, tile_overlap, batch_size, scale)
         self.tile, self.tile_overlap, self.batch_size = int(tile), int(tile_overlap), int(batch_size)
         self.note = note
         self.device = resolve_device(device)
@@ -247,17 +235,10 @@ class Upscaler:
             raise GensrError(f"expected a (1, 3, H, W) or (1, 1, H, W) image tensor, got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise GensrError(f"expected a float image tensor in [0, 1], got {x.dtype}")
-        if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
-            raise GensrError(f"outscale must be a positive finite number, got {outscale}")
         if lr_consistency < 0:
             raise GensrError(f"lr_consistency must be >= 0, got {lr_consistency}")
         h, w = x.shape[-2:]
-        if self.scale is not None:
-            check_output_size(h * self.scale, w * self.scale, f"x{self.scale} output of a {w}x{h} image")
-        target = None
-        if outscale is not None:
-            th, tw = check_output_size(max(1, round(outscale * h)), max(1, round(outscale * w)), "outscale output")
-            target = (th, tw)
+        target = output_size(h, w, self.scale, outscale)
         gray = x.shape[1] == 1
         x = x.detach().float().cpu()
         if self.bicubic and not lr_consistency:

@@ -78,6 +78,11 @@ __all__ = [
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
+# zlib level of written PNG files. Measured on SR outputs and bicubic upscales (8-bit RGB, 0.6-2.5 MP): level 4
+# encodes 2.2-2.4x faster than 6 (zlib's and Pillow's default) for files 1.4-3.9 % larger; 1-3 are faster still
+# but 4.5-14 % larger. 16-bit files barely change with the level (their low bytes are noise).
+PNG_COMPRESS_LEVEL = 4
+
 _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -412,10 +417,10 @@ class _NonFinite(ValueError):
 
 
 def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: bool) -> np.ndarray:
-    """The image argument of write_image -> (H, W, 1|3) uint8 / uint16."""
-    import torch
-
+    """The image argument of write_image -> (H, W, 1|3) uint8 / uint16 (integer arrays without importing torch)."""
     if _is_tensor(rgb):
+        import torch
+
         t = rgb.detach().to(device="cpu", dtype=torch.float32)
         if t.dim() == 4:
             if t.shape[0] != 1:
@@ -454,6 +459,8 @@ def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: boo
                 a = np.round(f).astype(a.dtype)
         return _rescale_int(a, target)
     if np.issubdtype(a.dtype, np.floating):
+        import torch
+
         return _to_samples(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))), bit_depth, gray)
     raise ValueError(f"unsupported pixel array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
 
@@ -469,9 +476,9 @@ def _rescale_int(a: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def _to_alpha(alpha, h: int, w: int, bit_depth: int) -> np.ndarray:
-    import torch
-
     if _is_tensor(alpha):
+        import torch
+
         t = alpha.detach().to(device="cpu", dtype=torch.float32)
         if t.numel() != h * w:
             raise ValueError(f"alpha has shape {tuple(alpha.shape)}, expected {h}x{w}")
@@ -485,6 +492,8 @@ def _to_alpha(alpha, h: int, w: int, bit_depth: int) -> np.ndarray:
     if a.dtype in (np.uint8, np.uint16):
         return _rescale_int(a, bit_depth)
     if np.issubdtype(a.dtype, np.floating):
+        import torch
+
         return tensor_to_pixels(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None], bit_depth)[:, :, 0]
     raise ValueError(f"unsupported alpha dtype {a.dtype}")
 
@@ -545,7 +554,7 @@ def write_image(
         raise GensrError(f"{p}: output exists (use --overwrite to replace it)")
     try:
         if depth == 16 and fmt == "PNG":
-            data = _encode_png(full)
+            data = _encode_png(full, PNG_COMPRESS_LEVEL)
         elif depth == 16 and fmt == "TIFF":
             data = _encode_tiff16(full, has_alpha=a is not None)
         else:
@@ -566,7 +575,9 @@ def _encode_pillow(full: np.ndarray, fmt: str, quality: int) -> bytes:
     if im.mode != expected:  # pragma: no cover - Pillow infers these modes from the shape
         im = im.convert(expected)
     kwargs: dict = {}
-    if fmt == "JPEG":
+    if fmt == "PNG":
+        kwargs = {"compress_level": PNG_COMPRESS_LEVEL}
+    elif fmt == "JPEG":
         kwargs = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
     elif fmt == "WEBP":
         kwargs = {"lossless": True, "exact": True} if quality >= 100 else {"quality": int(quality)}

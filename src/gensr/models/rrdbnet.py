@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gensr.config import check_bounds
-from gensr.nn.rrdb import RRDB, kaiming_scaled_
+from gensr.nn.padding import pad_to_multiple
+from gensr.nn.rrdb import RRDB, conv_lrelu, kaiming_scaled_
 
 
 @dataclass
@@ -56,6 +57,9 @@ class RRDBNet(nn.Module):
     """ESRGAN generator. (N, in_ch, H, W) in [0, 1] -> (N, out_ch, scale*H, scale*W), unclamped."""
 
     kind = "sr"
+    # Convolutions, nearest interpolation and pointwise ops only: with bfloat16 weights it computes what bf16
+    # autocast computes, and bf16 pays on CPUs with native bf16 (gensr.inference.precision).
+    cpu_bf16 = True
 
     def __init__(self, config: RRDBNetConfig | None = None) -> None:
         super().__init__()
@@ -81,17 +85,14 @@ class RRDBNet(nn.Module):
         h, w = x.shape[-2:]
         f = self.config.unshuffle
         if f > 1:
-            pad_h, pad_w = (-h) % f, (-w) % f
-            if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
-            x = F.pixel_unshuffle(x, f)
+            x = F.pixel_unshuffle(pad_to_multiple(x, f)[0], f)
         fea = self.conv_first(x)
         fea = fea + self.conv_body(self.body(fea))
-        fea = self.lrelu(self.conv_up1(F.interpolate(fea, scale_factor=2, mode="nearest")))
-        fea = self.lrelu(self.conv_up2(F.interpolate(fea, scale_factor=2, mode="nearest")))
+        fea = conv_lrelu(self.conv_up1, F.interpolate(fea, scale_factor=2, mode="nearest"))
+        fea = conv_lrelu(self.conv_up2, F.interpolate(fea, scale_factor=2, mode="nearest"))
         if self.config.num_upsample == 3:
-            fea = self.lrelu(self.conv_up3(F.interpolate(fea, scale_factor=2, mode="nearest")))
-        out = self.conv_last(self.lrelu(self.conv_hr(fea)))
+            fea = conv_lrelu(self.conv_up3, F.interpolate(fea, scale_factor=2, mode="nearest"))
+        out = self.conv_last(conv_lrelu(self.conv_hr, fea))
         if f > 1:
             out = out[..., : h * self.scale, : w * self.scale]
         return out
