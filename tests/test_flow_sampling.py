@@ -141,3 +141,17 @@ def test_bad_arguments(model, lr):
         sample_sr(torch.rand(2, 3, 8, 8), model)
     with pytest.raises(GensrError, match="no such"):
         sample_sr("/nonexistent/lr.png", model)
+
+
+def test_samples_handed_out_in_chunks_are_the_samples_of_one_call():
+    from gensr.inference.flow_sampling import FlowSampler
+
+    torch.manual_seed(0)
+    sampler = FlowSampler(tiny_srflow(), device="cpu")
+    lr = torch.rand(1, 3, 6, 10)
+    whole = sampler.sample(lr, temperature=0.8, num_samples=5, seed=7)
+    chunks = list(sampler.sample_iter(lr, temperature=0.8, num_samples=5, seed=7, chunk=2))
+    assert [c.shape[0] for c in chunks] == [2, 2, 1]
+    assert torch.equal(torch.cat(chunks), whole)
+    with pytest.raises(GensrError, match="number of samples must be in"):
+        next(sampler.sample_iter(lr, num_samples=100_000))

@@ -91,7 +91,7 @@ def test_sample_with_srflow_out_of_the_box(tmp_path, lr):
     proc = cli("sample", SAMPLE, "--model", "srflow", "--num-samples", "3", "--seed", "0", "-o", out)
     assert proc.returncode == 0, proc.stderr
     files = sorted(out.iterdir())
-    assert [f.name for f in files] == [f"sample_lr_t0.90_s{i:03d}.png" for i in range(3)]
+    assert [f.name for f in files] == [f"sample_lr_t0.90_seed0_s{i:03d}.png" for i in range(3)]
     samples = [read_array(f) for f in files]
     assert all(s.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3) for s in samples)
     # diverse, and each sample more consistent with the LR than bicubic upscaling is

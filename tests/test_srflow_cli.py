@@ -70,7 +70,7 @@ def test_sample_names_seeds_and_temperature_zero(work, capsys):
     res = gensr("sample", "lr", "-m", "tiny.safetensors", "-n", "3", "--seed", "1", "-o", "s1", cwd=work)
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (work / "s1").iterdir())
-    assert names == [f"{stem}_t0.90_s{i:03d}.png" for stem in ("babyx4", "bird") for i in range(3)]
+    assert names == [f"{stem}_t0.90_seed1_s{i:03d}.png" for stem in ("babyx4", "bird") for i in range(3)]
     a = [read_array(work / "s1" / n) for n in names[:3]]
     assert a[0].shape == (52, 68, 3) and not np.array_equal(a[0], a[1])
 
@@ -81,7 +81,7 @@ def test_sample_names_seeds_and_temperature_zero(work, capsys):
     for n in names[:3]:
         assert np.abs(read_array(work / "s2" / n).astype(int) - read_array(work / "s1" / n).astype(int)).max() <= 1
     ok(capsys, "sample", lr1, *args, "--seed", "2", "-o", work / "s3")
-    assert not np.array_equal(read_array(work / "s3" / names[0]), a[0])
+    assert not np.array_equal(read_array(work / "s3" / names[0].replace("seed1", "seed2")), a[0])
 
     # temperature 0: identical samples, named t0.00; a tiled run too
     ok(
@@ -98,7 +98,8 @@ def test_sample_names_seeds_and_temperature_zero(work, capsys):
         "-o",
         work / "s4",
     )
-    t0 = [read_array(work / "s4" / f"bird_t0.00_s{i:03d}.png") for i in range(3)]
+    t0 = [read_array(p) for p in sorted((work / "s4").glob("bird_t0.00_seed*_s*.png"))]  # a random seed
+    assert len(t0) == 3
     assert np.array_equal(t0[0], t0[1]) and np.array_equal(t0[0], t0[2])
 
 
@@ -110,7 +111,7 @@ def test_sample_lr_consistency_option(work, capsys):
     ok(capsys, *args, "--lr-consistency", "5", "-o", work / "bp")
     lr = read_array(lr1)
     for i in range(2):
-        name = f"babyx4_t0.90_s{i:03d}.png"
+        name = f"babyx4_t0.90_seed3_s{i:03d}.png"
         raw, bp = read_array(work / "raw" / name), read_array(work / "bp" / name)
         assert lr_psnr(bp, lr, 4) > lr_psnr(raw, lr, 4) + 5
 
@@ -144,11 +145,17 @@ def test_sample_bad_inputs_exit_2_without_output(work, capsys):
     assert not (work / "bad2").exists()
     # an existing output is refused before anything is written
     (work / "bad3").mkdir()
-    (work / "bad3" / "bird_t0.50_s001.png").write_bytes(b"x")
-    bad3 = ["sample", work / "lr", "-m", work / "tiny.safetensors", "-n", "2", "-t", "0.5", "-o", work / "bad3"]
-    code, _, err = run_main(*bad3, capsys=capsys)
+    (work / "bad3" / "bird_t0.50_seed0_s001.png").write_bytes(b"x")
+    bad3 = ["sample", work / "lr", "-m", work / "tiny.safetensors", "-n", "2", "-t", "0.5", "--seed", "0"]
+    code, _, err = run_main(*bad3, "-o", work / "bad3", capsys=capsys)
     assert code == 2 and "--overwrite" in one_error_line(err)
-    assert sorted(p.name for p in (work / "bad3").iterdir()) == ["bird_t0.50_s001.png"]
+    assert sorted(p.name for p in (work / "bad3").iterdir()) == ["bird_t0.50_seed0_s001.png"]
+    # absurd sample counts and seeds are one line each, before any work
+    for extra, word in ((["-n", "100000"], "--num-samples"), (["--seed", "99999999999999999999999"], "seed")):
+        code, _, err = run_main("sample", work / "lr", "-m", work / "tiny.safetensors", *extra, "-o", work / "bad4",
+                                capsys=capsys)  # fmt: skip
+        assert code == 2 and word in one_error_line(err)
+    assert not (work / "bad4").exists()
 
 
 # ------------------------------------------------------------------------------------------ encode/decode
@@ -267,7 +274,8 @@ def test_manipulate_modes(work, capsys):
     assert np.array_equal(read_array(work / "again.png"), read_array(work / "resample_mask.png"))
     ok(capsys, "manipulate", "normalize", hr, "--lr", lr, "-t", "0", "-m", m, "-o", work / "n0.png")
     ok(capsys, "sample", lr, "-t", "0", "-m", m, "-o", work / "mean", "-q")
-    diff = read_array(work / "n0.png").astype(int) - read_array(work / "mean" / "babyx4_t0.00_s000.png").astype(int)
+    mean = next((work / "mean").glob("babyx4_t0.00_seed*_s000.png"))
+    diff = read_array(work / "n0.png").astype(int) - read_array(mean).astype(int)
     assert np.abs(diff).max() <= 1
 
 

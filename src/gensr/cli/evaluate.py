@@ -38,7 +38,7 @@ from typing import Any
 from gensr.errors import GensrError
 
 # gensr sample's output stems: <stem>_t<temperature, 2 decimals>_s<index, 3 digits> (see gensr.cli.sample)
-_SAMPLE_STEM = re.compile(r"^(?P<base>.+)_t(?P<tau>\d+\.\d+)_s(?P<index>\d+)$")
+_SAMPLE_STEM = re.compile(r"^(?P<base>.+)_t(?P<tau>\d+\.\d+)(?:_seed(?P<seed>\d+))?_s(?P<index>\d+)$")
 _BASE_KEYS = ("psnr", "ssim", "lr_psnr")
 
 

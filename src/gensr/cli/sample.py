@@ -1,13 +1,14 @@
 """``gensr sample``: draw diverse SR images from an SRFlow model for LR files, folders or glob patterns.
 
-Output names: ``DIR/<stem>_t<temperature with 2 decimals>_s<sample index, 3 digits>.<ext>``, e.g.
-``out/baby_t0.90_s000.png ... out/baby_t0.90_s009.png``. The seed is not in the name: with the same seed,
-sample ``i`` of an image is the same whatever ``--num-samples``, ``--batch-size``, ``--tile`` or the device
-(it depends only on the seed, ``i``, the temperature and the LR size); every image uses the same seed.
-Without ``--seed`` a random seed is drawn and printed so the run can be repeated.
+Output names: ``DIR/<stem>_t<temperature, 2 decimals>_seed<seed>_s<sample index, 3 digits>.<ext>``, e.g.
+``out/baby_t0.90_seed0_s000.png ... out/baby_t0.90_seed0_s009.png`` (``gensr eval`` pairs them with their GT).
+With the same seed, sample ``i`` of an image is the same whatever ``--num-samples``, ``--batch-size``,
+``--tile`` or the device (it depends only on the seed, ``i``, the temperature and the LR size); every image uses
+the same seed. Without ``--seed`` a random seed is drawn, printed and written into the names.
 
 All inputs are read and all output names checked before any sampling, so a bad input or an existing output
-(without ``--overwrite``) stops the command before anything is written; each file is written atomically.
+(without ``--overwrite``) stops the command before anything is written; each file is written atomically, as
+soon as its sample is made (memory does not grow with ``--num-samples``; at most 10,000 per image).
 Gray inputs are replicated to RGB (the output is RGB); 16-bit inputs give 16-bit PNG/TIFF outputs.
 """
 
@@ -57,13 +58,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--ext", choices=EXTS, default="png", help="output format (default png)")
+    p.add_argument(
+        "--model-config",
+        default=None,
+        metavar="YAML",
+        help="an official checkpoint's training YAML, for what its weights cannot tell (e.g. which RRDB blocks "
+        "an SRFlow model taps)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("-q", "--quiet", action="store_true", help="no per-file lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-file lines or progress bar")
 
 
-def output_name(stem: str, temperature: float, index: int, ext: str = "png") -> str:
-    """``<stem>_t0.90_s000.png``."""
-    return f"{stem}_t{temperature:.2f}_s{index:03d}.{ext}"
+def output_name(stem: str, temperature: float, seed: int, index: int, ext: str = "png") -> str:
+    """``<stem>_t0.90_seed0_s000.png``."""
+    return f"{stem}_t{temperature:.2f}_seed{seed}_s{index:03d}.{ext}"
 
 
 def _redrawn_note(regions: int) -> str:
@@ -71,71 +79,77 @@ def _redrawn_note(regions: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
+    from gensr.checkpoints.shipped import resolve_model_path
+    from gensr.fileutil import OutputPolicy, ensure_writable_dir
+    from gensr.inference.flow_sampling import MAX_SAMPLES, FlowSampler, check_temperature, resolve_seed
+    from gensr.io import list_images, read_image
 
-    from gensr.fileutil import ensure_writable_dir
-    from gensr.inference.flow_sampling import FlowSampler, check_temperature, resolve_seed
-    from gensr.io import list_images, read_image, write_image
-
-    if args.num_samples < 1:
-        raise GensrError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if not 1 <= args.num_samples <= MAX_SAMPLES:
+        raise GensrError(f"--num-samples must be in [1, {MAX_SAMPLES}], got {args.num_samples}")
     if args.temperature is not None:
         check_temperature(args.temperature)
     if args.lr_consistency < 0:
         raise GensrError(f"--lr-consistency must be >= 0, got {args.lr_consistency}")
-    if args.seed is not None and args.seed < 0:
-        raise GensrError(f"--seed must be >= 0, got {args.seed}")
+    seed = resolve_seed(args.seed)
     out = Path(args.output).expanduser()
     if out.exists() and not out.is_dir():
         raise GensrError(f"{out}: output path exists and is not a folder")
     files = list_images(args.inputs)
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise GensrError(f"{f}: same name stem as {stems[f.stem]}; their outputs would collide")
-        stems[f.stem] = f
     images = [read_image(f) for f in files]  # every input is valid before anything is written
+    model = args.model
+    if args.model_config:
+        from gensr.checkpoints.loader import load_model
 
+        model = load_model(args.model, config=args.model_config)
     sampler = FlowSampler(
-        args.model,
-        device=args.device,
-        precision=args.precision,
-        batch_size=args.batch_size,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-    )
+        model, device=args.device, precision=args.precision, batch_size=args.batch_size,
+        tile=args.tile, tile_overlap=args.tile_overlap,
+    )  # fmt: skip
     tau = sampler.default_temperature if args.temperature is None else float(args.temperature)
-    targets = [[out / output_name(f.stem, tau, i, args.ext) for i in range(args.num_samples)] for f in files]
-    if not args.overwrite:
-        for t in (t for ts in targets for t in ts):
-            if t.exists():
-                raise GensrError(f"{t}: output exists (use --overwrite to replace it)")
+    model_files = [resolve_model_path(args.model)] if isinstance(args.model, str) else []
+    policy = OutputPolicy([*files, *model_files], overwrite=args.overwrite)
+    targets = [[out / output_name(f.stem, tau, seed, i, args.ext) for i in range(args.num_samples)] for f in files]
+    for f, ts in zip(files, targets, strict=True):
+        for t in ts:
+            policy.claim(t, source=f)
     ensure_writable_dir(out)
-    seed = resolve_seed(args.seed)
     if not args.quiet:
         print(f"seed {seed}, temperature {tau:.2f}, {args.num_samples} sample(s) per image", file=sys.stderr)
     for f, img, ts in zip(files, images, targets, strict=True):
-        start = time.perf_counter()
-        redrawn = sampler.stats["redrawn_regions"]
-        result = sampler.sample(
-            img.rgb_tensor(),
-            temperature=tau,
-            num_samples=args.num_samples,
-            seed=seed,
-            lr_consistency=args.lr_consistency,
-        )
-        depth = img.bit_depth if args.ext in ("png", "tif") else 8
-        for i, t in enumerate(ts):
-            write_image(t, result[i : i + 1], bit_depth=depth)
-        if not args.quiet:
-            h, w = img.size
-            oh, ow = result.shape[-2:]
-            print(
-                f"{f} -> {ts[0].parent}/{ts[0].name}{' ...' if len(ts) > 1 else ''} "
-                f"({w}x{h} -> {ow}x{oh}, {len(ts)} sample(s), {time.perf_counter() - start:.2f} s"
-                f"{_redrawn_note(sampler.stats['redrawn_regions'] - redrawn)})"
-            )
+        _sample_one(f, img, ts, sampler, tau, seed, args)
     return 0
+
+
+def _sample_one(f: Path, img, ts: list[Path], sampler, tau: float, seed: int, args: argparse.Namespace) -> None:
+    """Draw and write the samples of one image, each written as soon as its chunk is made."""
+    import time
+
+    from tqdm import tqdm
+
+    from gensr.io import write_image
+
+    start, redrawn = time.perf_counter(), sampler.stats["redrawn_regions"]
+    depth = img.bit_depth if args.ext in ("png", "tif") else 8
+    chunks = sampler.sample_iter(
+        img.rgb_tensor(), temperature=tau, num_samples=len(ts), seed=seed, chunk=max(1, args.batch_size),
+        lr_consistency=args.lr_consistency,
+    )  # fmt: skip
+    bar = tqdm(total=len(ts), desc=f.name, unit="sample", leave=False,
+               disable=args.quiet or not sys.stderr.isatty() or len(ts) < 2)  # fmt: skip
+    done = 0
+    for batch in chunks:
+        for k in range(batch.shape[0]):
+            write_image(ts[done], batch[k : k + 1], bit_depth=depth, overwrite=args.overwrite)
+            done += 1
+        bar.update(batch.shape[0])
+    bar.close()
+    if not args.quiet:
+        (h, w), (oh, ow) = img.size, (img.size[0] * sampler.scale, img.size[1] * sampler.scale)
+        print(
+            f"{f} -> {ts[0].parent}/{ts[0].name}{' ...' if len(ts) > 1 else ''} ({w}x{h} -> {ow}x{oh}, "
+            f"{len(ts)} sample(s), {time.perf_counter() - start:.2f} s"
+            f"{_redrawn_note(sampler.stats['redrawn_regions'] - redrawn)})"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,8 @@ REGION_SIZE = 8  # LR pixels per checked region
 REGION_MIN_LR_PSNR = 30.0  # dB; a region below this is broken ...
 REGION_MARGIN_DB = 10.0  # ... when it is also this much below the tau-0 mean's LR-PSNR there
 MAX_REDRAWS = 3
+MAX_SEED = 2**63 - 1
+MAX_SAMPLES = 10_000  # per image and call: samples are made and handed out in chunks, so memory stays flat
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -140,8 +142,8 @@ def resolve_seed(seed: int | None) -> int:
         return int.from_bytes(os.urandom(8), "little") >> 1
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise GensrError(f"seed must be an integer, got {seed!r}")
-    if seed < 0:
-        raise GensrError(f"seed must be >= 0, got {seed}")
+    if not 0 <= seed <= MAX_SEED:
+        raise GensrError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
     return seed
 
 
@@ -396,31 +398,61 @@ class FlowSampler:
         ``progress(done, total)`` is called after every decoder batch. ``lr_consistency`` > 0 applies that
         many back-projection passes to every sample (:mod:`gensr.inference.consistency`; off by default).
         Every sample is checked first (:func:`check_flow_output`); a broken region is re-drawn (see the module
-        docstring) and GensrError is raised when it stays broken.
+        docstring) and GensrError is raised when it stays broken. See :meth:`sample_iter` for many samples.
         """
+        chunks = self.sample_iter(lr, temperature, num_samples, seed, None, progress, lr_consistency)
+        return torch.cat(list(chunks))
+
+    @torch.inference_mode()
+    def sample_iter(
+        self,
+        lr: torch.Tensor | str | os.PathLike,
+        temperature: float | None = None,
+        num_samples: int = 1,
+        seed: int | None = None,
+        chunk: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        lr_consistency: int = 0,
+    ) -> Iterator[torch.Tensor]:
+        """The samples of :meth:`sample`, handed out ``chunk`` at a time ((k, 3, s*h, s*w) each; None: all at
+        once), so that memory does not grow with ``num_samples``. The samples are the same whatever the chunk:
+        sample ``i`` depends only on the seed and ``i``."""
         tau = self.default_temperature if temperature is None else check_temperature(temperature)
-        if int(num_samples) < 1:
-            raise GensrError(f"number of samples must be >= 1, got {num_samples}")
         n = int(num_samples)
+        if not 1 <= n <= MAX_SAMPLES:
+            raise GensrError(f"number of samples must be in [1, {MAX_SAMPLES}], got {num_samples}")
+        chunk = n if chunk is None else max(1, int(chunk))
         seed = resolve_seed(seed)
         x = as_image_tensor(lr, "LR")
         s, m = self.scale, self.model.config.lr_multiple
         xp, (h, w) = pad_to_multiple(x, m)
-        fields = draw_latents(self.model.z_shapes(tuple(xp.shape[-2:])), tau, n, torch.Generator().manual_seed(seed))
-        out = self._decode(xp, fields, list(range(n)), progress)[:, :, : h * s, : w * s]
-        self.stats["samples"] += n
-        out = self._guard(out, x, xp, fields, tau, seed).clamp_(0.0, 1.0).contiguous()
-        if lr_consistency:
-            from gensr.inference.consistency import enforce_lr_consistency
+        shapes = self.model.z_shapes(tuple(xp.shape[-2:]))
+        generator = torch.Generator().manual_seed(seed)  # one stream for all chunks: chunking changes nothing
+        for first in range(0, n, chunk):
+            k = min(chunk, n - first)
+            fields = draw_latents(shapes, tau, k, generator)
+            out = self._decode(xp, fields, list(range(k)), progress)[:, :, : h * s, : w * s]
+            self.stats["samples"] += k
+            out = self._guard(out, x, xp, fields, tau, seed, first).clamp_(0.0, 1.0).contiguous()
+            if lr_consistency:
+                from gensr.inference.consistency import enforce_lr_consistency
 
-            out = enforce_lr_consistency(out, x, s, lr_consistency)
-        return out
+                out = enforce_lr_consistency(out, x, s, lr_consistency)
+            yield out
 
     def _guard(
-        self, out: torch.Tensor, x: torch.Tensor, xp: torch.Tensor, fields: list[torch.Tensor], tau: float, seed: int
+        self,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        xp: torch.Tensor,
+        fields: list[torch.Tensor],
+        tau: float,
+        seed: int,
+        first: int = 0,
     ) -> torch.Tensor:
-        """Check every sample of ``out`` (raw, cropped) against the LR ``x``; re-draw the latents of its broken
-        regions in ``fields`` (in place) and decode it again, up to ``self.redraws`` times; GensrError after."""
+        """Check every sample of ``out`` (raw, cropped; sample numbers ``first``, ``first + 1`` ...) against the
+        LR ``x``; re-draw the latents of its broken regions in ``fields`` (in place) and decode it again, up to
+        ``self.redraws`` times; GensrError after."""
         s, (h, w) = self.scale, x.shape[-2:]
         ref: list[torch.Tensor] = []
 
@@ -439,7 +471,7 @@ class FlowSampler:
             for attempt in range(1, (self.redraws if tau > 0 else 0) + 1):
                 self.stats["redrawn_regions"] += int(last.bad[j].sum())
                 mask = region_pixel_mask(last.bad[j], self.region, tuple(xp.shape[-2:]), margin=self.region // 2)
-                redraw_latents(fields, i, mask, tau, redraw_seed(seed, i, attempt))
+                redraw_latents(fields, i, mask, tau, redraw_seed(seed, first + i, attempt))
                 out[i] = self._decode(xp, fields, [i], None)[0, :, : h * s, : w * s]
                 last, j = check(out[i : i + 1]), 0
                 if not bool(last.bad[0].any()):
@@ -447,7 +479,7 @@ class FlowSampler:
             if bool(last.bad[j].any()):
                 how = f"after {self.redraws} re-draw(s)" if tau > 0 else "(a tau-0 mean cannot be re-drawn)"
                 raise GensrError(
-                    f"SRFlow sample {i} (seed {seed}, temperature {tau:g}) is broken {how}: {last.summary(j)}; "
+                    f"SRFlow sample {first + i} (seed {seed}, temperature {tau:g}) is broken {how}: {last.summary(j)}; "
                     "try another seed or a lower temperature"
                 )
             self.stats["redrawn_samples"] += 1
