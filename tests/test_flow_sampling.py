@@ -11,12 +11,12 @@ from flow_helpers import tiny_srflow
 from gensr.errors import GensrError
 from gensr.inference.flow_sampling import (
     FlowSampler,
-    _tile_grid,
     draw_latents,
     load_flow_model,
     pad_to_multiple,
     sample_sr,
 )
+from gensr.inference.tiling import TileGrid, tile_grid
 from gensr.models.srflow import SRFlowNet
 
 
@@ -84,12 +84,12 @@ def test_draw_latents_per_sample_order():
 
 
 def test_tile_grid_is_aligned():
-    th, tw, ys, xs, ov = _tile_grid(40, 26, 11, 3, 2)
-    assert th == 10 and tw == 10 and ov == 4
-    assert all(y % 2 == 0 for y in ys + xs)
-    assert ys[0] == 0 and ys[-1] + th == 40 and xs[-1] + tw == 26
-    assert all(b - a <= th - ov for a, b in zip(ys, ys[1:], strict=False))
-    assert _tile_grid(40, 26, 0, 3, 2) == (40, 26, [0], [0], 0)
+    g = tile_grid(40, 26, 11, 3, 2)
+    assert g.th == 10 and g.tw == 10 and g.overlap == 4
+    assert all(y % 2 == 0 for y in g.ys + g.xs)
+    assert g.ys[0] == 0 and g.ys[-1] + g.th == 40 and g.xs[-1] + g.tw == 26
+    assert all(b - a <= g.th - g.overlap for a, b in zip(g.ys, g.ys[1:], strict=False))
+    assert tile_grid(40, 26, 0, 3, 2) == TileGrid(40, 26, [0], [0], 0)
 
 
 def test_tiled_sampling_shares_latents_and_blends(model):

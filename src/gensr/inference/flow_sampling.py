@@ -283,23 +283,6 @@ def redraw_latents(fields: list[torch.Tensor], index: int, mask: torch.Tensor, t
         field[index] = torch.where(level[0] > 0.5, fresh, field[index])
 
 
-def _tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, list[int], list[int], int]:
-    """(tile h, tile w, y starts, x starts, effective overlap) in LR px, all aligned to ``multiple``."""
-    from gensr.inference.tiling import tile_starts
-
-    if tile <= 0 or (tile >= h and tile >= w):
-        return h, w, [0], [0], 0
-    tu = max(1, tile // multiple)
-    ou = -(-overlap // multiple)
-    if ou >= tu:
-        ou = tu - 1
-    hu, wu = h // multiple, w // multiple
-    thu, twu = min(tu, hu), min(tu, wu)
-    ys = [y * multiple for y in tile_starts(hu, thu, min(ou, max(thu - 1, 0)))]
-    xs = [x * multiple for x in tile_starts(wu, twu, min(ou, max(twu - 1, 0)))]
-    return thu * multiple, twu * multiple, ys, xs, ou * multiple
-
-
 # ------------------------------------------------------------------------------------------------ sampler
 
 
@@ -377,10 +360,9 @@ class FlowSampler:
 
     def tiles_for(self, h: int, w: int) -> int:
         """Number of tiles an ``h`` x ``w`` LR image is split into."""
-        m = self.model.config.lr_multiple
-        hp, wp = h + (-h) % m, w + (-w) % m
-        _, _, ys, xs, _ = _tile_grid(hp, wp, self.tile, self.tile_overlap, m)
-        return len(ys) * len(xs)
+        from gensr.inference.tiling import tile_count
+
+        return tile_count(h, w, self.tile, self.tile_overlap, self.model.config.lr_multiple)
 
     @torch.inference_mode()
     def sample(
@@ -494,61 +476,48 @@ class FlowSampler:
     ) -> torch.Tensor:
         """Decode samples ``ids`` of the latent ``fields`` for the padded LR ``xp`` (1, 3, hp, wp), tiled and
         batched -> raw (len(ids), 3, s*hp, s*wp) float32 CPU (unclamped; may hold NaN/Inf)."""
-        model, s, m = self.model, self.scale, self.model.config.lr_multiple
-        hp, wp = xp.shape[-2:]
-        shapes = [tuple(f.shape[1:]) for f in fields]
-        th, tw, ys, xs, ov = _tile_grid(hp, wp, self.tile, self.tile_overlap, m)
-        tiles = [(y, x0) for y in ys for x0 in xs]
-        tiled = len(tiles) > 1
-        n = len(ids)
-        out = torch.zeros(n, 3, hp * s, wp * s)
-        if tiled:
-            from gensr.inference.tiling import feather_window
+        from gensr.inference.tiling import TileBlender, tile_grid
 
-            wy = {y: feather_window(th * s, ov * s, y > 0, y + th < hp) for y in ys}
-            wx = {x0: feather_window(tw * s, ov * s, x0 > 0, x0 + tw < wp) for x0 in xs}
-        group = max(1, self.batch_size // n)  # tiles whose LR features are computed together
+        grid = tile_grid(xp.shape[-2], xp.shape[-1], self.tile, self.tile_overlap, self.model.config.lr_multiple)
+        blender = TileBlender(grid, self.scale, 3, batch=len(ids))
+        group = max(1, self.batch_size // len(ids))  # tiles whose LR features are computed together
+        tiles = grid.positions
         groups = [tiles[g0 : g0 + group] for g0 in range(0, len(tiles), group)]
-        total = sum(-(-(len(g) * n) // self.batch_size) for g in groups)
-        done = 0
+        total = sum(-(-(len(g) * len(ids)) // self.batch_size) for g in groups)
+        done = [0, total]
         for gtiles in groups:
-            lr_g = self._to_device(torch.cat([xp[:, :, y : y + th, x0 : x0 + tw] for y, x0 in gtiles]))
-            with self._autocast():
-                conds = model.conditions(lr_g)
-            items = [(t, k) for t in range(len(gtiles)) for k in range(n)]
-            for b0 in range(0, len(items), self.batch_size):
-                chunk = items[b0 : b0 + self.batch_size]
-                rows = torch.tensor([t for t, _ in chunk], device=self.device)
-                z_list = []
-                for (_, fh, fw), field in zip(shapes, fields, strict=True):
-                    crops = []
-                    for t, k in chunk:
-                        y, x0 = gtiles[t]
-                        ry = slice(y * fh // hp, (y + th) * fh // hp)
-                        rx = slice(x0 * fw // wp, (x0 + tw) * fw // wp)
-                        crops.append(field[ids[k], :, ry, rx])
-                    z_list.append(self._to_device(torch.stack(crops)))
-                with self._autocast():
-                    sr = model.decode(
-                        lr_g.index_select(0, rows), z_list, heat=0.0, conds=[c.index_select(0, rows) for c in conds]
-                    )
-                sr = sr.float().cpu()
-                for j, (t, k) in enumerate(chunk):
+            self._decode_group(xp, fields, ids, grid, gtiles, blender, progress, done)
+        return blender.result()
+
+    def _decode_group(self, xp, fields, ids, grid, gtiles, blender, progress, done) -> None:
+        """Decode every sample of the tiles ``gtiles`` (LR features computed once for the group) into ``blender``."""
+        model, (hp, wp), th, tw = self.model, xp.shape[-2:], grid.th, grid.tw
+        lr_g = self._to_device(torch.cat([xp[:, :, y : y + th, x0 : x0 + tw] for y, x0 in gtiles]))
+        with self._autocast():
+            conds = model.conditions(lr_g)
+        items = [(t, k) for t in range(len(gtiles)) for k in range(len(ids))]
+        for b0 in range(0, len(items), self.batch_size):
+            chunk = items[b0 : b0 + self.batch_size]
+            rows = torch.tensor([t for t, _ in chunk], device=self.device)
+            z_list = []
+            for field in fields:
+                fh, fw = field.shape[-2:]
+                crops = []
+                for t, k in chunk:
                     y, x0 = gtiles[t]
-                    if tiled:
-                        weight = wy[y][:, None] * wx[x0][None, :]
-                        out[k, :, y * s : (y + th) * s, x0 * s : (x0 + tw) * s].addcmul_(sr[j], weight)
-                    else:
-                        out[k] = sr[j]
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        if tiled:
-            wsum = torch.zeros(hp * s, wp * s)
-            for y, x0 in tiles:
-                wsum[y * s : (y + th) * s, x0 * s : (x0 + tw) * s] += wy[y][:, None] * wx[x0][None, :]
-            out /= wsum
-        return out
+                    ry, rx = slice(y * fh // hp, (y + th) * fh // hp), slice(x0 * fw // wp, (x0 + tw) * fw // wp)
+                    crops.append(field[ids[k], :, ry, rx])
+                z_list.append(self._to_device(torch.stack(crops)))
+            with self._autocast():
+                sr = model.decode(
+                    lr_g.index_select(0, rows), z_list, heat=0.0, conds=[c.index_select(0, rows) for c in conds]
+                )
+            sr = sr.float().cpu()
+            for j, (t, k) in enumerate(chunk):
+                blender.add(sr[j], *gtiles[t], k=k)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], done[1])
 
 
 def sample_sr(

@@ -60,9 +60,7 @@ def interpolate_state_dicts(
         if ta.is_floating_point() and tb.is_floating_point():
             dtype = torch.promote_types(ta.dtype, tb.dtype)
             work = torch.promote_types(dtype, torch.float32)
-            blended = (
-                ta.detach().to(work) * (1.0 - alpha) + tb.detach().to(device=ta.device, dtype=work) * alpha
-            )
+            blended = ta.detach().to(work) * (1.0 - alpha) + tb.detach().to(device=ta.device, dtype=work) * alpha
             out[key] = blended.to(dtype)
         elif ta.is_floating_point() or tb.is_floating_point():
             raise GensrError(f"cannot interpolate {na} and {nb}: {key} is {ta.dtype} vs {tb.dtype}")
@@ -89,9 +87,7 @@ def interpolate_models(
     model_b = load_model(path_b)
     arch_a, arch_b = arch_of(model_a), arch_of(model_b)
     if arch_a != arch_b:
-        raise GensrError(
-            f"cannot interpolate {names[0]} ({arch_a}) and {names[1]} ({arch_b}): different architectures"
-        )
+        raise GensrError(f"cannot interpolate {names[0]} ({arch_a}) and {names[1]} ({arch_b}): different architectures")
     cfg_a, cfg_b = model_config_dict(model_a), model_config_dict(model_b)
     if cfg_a != cfg_b:
         diff = ", ".join(

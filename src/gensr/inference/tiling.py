@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from gensr.errors import GensrError
 from gensr.nn.padding import pad_to_multiple
 
-__all__ = ["tile_starts", "feather_window", "tile_count", "tiled_forward"]
+__all__ = ["TileBlender", "TileGrid", "feather_window", "tile_count", "tile_grid", "tile_starts", "tiled_forward"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -43,15 +44,47 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [(i * span) // (n - 1) for i in range(n)]
 
 
+@dataclass
+class TileGrid:
+    """The tiles covering an image: tile height/width, start rows/columns, and the overlap (all in input px)."""
+
+    th: int
+    tw: int
+    ys: list[int]
+    xs: list[int]
+    overlap: int
+
+    @property
+    def positions(self) -> list[tuple[int, int]]:
+        """(y, x) start of every tile, row by row."""
+        return [(y, x) for y in self.ys for x in self.xs]
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int, align: int = 1) -> TileGrid:
+    """Tiles of at most ``tile`` px with overlaps of at least ``overlap`` over an ``height`` x ``width`` image whose
+    sides are multiples of ``align`` (starts, sizes and overlap are multiples of it too). ``tile`` <= 0, or at
+    least the image on both axes: one tile, the whole image."""
+    if tile <= 0 or (tile >= height and tile >= width):
+        return TileGrid(height, width, [0], [0], 0)
+    if align < 1:
+        raise GensrError(f"tile alignment must be >= 1, got {align}")
+    tile = max(align, tile - tile % align)
+    units = max(0, min(-(-overlap // align), tile // align - 1))
+    th, tw = min(tile, height), min(tile, width)  # an axis shorter than the tile is one tile of the image's size
+
+    def starts(length: int, size: int) -> list[int]:
+        return [v * align for v in tile_starts(length // align, size // align, min(units, max(size // align - 1, 0)))]
+
+    return TileGrid(th, tw, starts(height, th), starts(width, tw), units * align)
+
+
 def tile_count(height: int, width: int, tile: int, overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`tiled_forward` runs for an ``height`` x ``width`` LR image."""
-    if tile <= 0 or (tile >= height and tile >= width):
-        return 1
-    if align > 1:
-        height, width = height + (-height) % align, width + (-width) % align
-        tile = max(align, tile - tile % align)
-    th, tw = min(tile, height), min(tile, width)
-    return len(_aligned_starts(height, th, overlap, align)) * len(_aligned_starts(width, tw, overlap, align))
+    height, width = height + (-height) % align, width + (-width) % align
+    return len(tile_grid(height, width, tile, overlap, align))
 
 
 def feather_window(size: int, ramp: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
@@ -71,9 +104,40 @@ def feather_window(size: int, ramp: int, ramp_start: bool, ramp_end: bool) -> to
     return w
 
 
-def _axis_weights(tile: int, n: int, scale: int, overlap: int) -> list[torch.Tensor]:
-    """Windows of the ``n`` tiles along one axis: no ramp on the sides at the image border."""
-    return [feather_window(tile * scale, overlap * scale, ramp_start=i > 0, ramp_end=i < n - 1) for i in range(n)]
+class TileBlender:
+    """Feather-blends overlapping tile outputs of a :class:`TileGrid` into (batch, channels, s*H, s*W) CPU float32.
+
+    Each tile's output is weighted by the outer product of 1-D :func:`feather_window` ramps over its inner
+    overlaps (no ramp at the image border) and the sum is divided by the summed weights, which factor into
+    row and column sums because the window is separable and the tiles form a grid. A single tile gets weight 1:
+    its output comes back unchanged.
+    """
+
+    def __init__(self, grid: TileGrid, scale: int, channels: int, batch: int = 1) -> None:
+        self.grid, self.s = grid, scale
+        h = (grid.ys[-1] + grid.th) * scale
+        w = (grid.xs[-1] + grid.tw) * scale
+        self.acc = torch.zeros(batch, channels, h, w, dtype=torch.float32)
+        ny, nx = len(grid.ys), len(grid.xs)
+        ramp = grid.overlap * scale
+        self.wy = {y: feather_window(grid.th * scale, ramp, i > 0, i < ny - 1) for i, y in enumerate(grid.ys)}
+        self.wx = {x: feather_window(grid.tw * scale, ramp, j > 0, j < nx - 1) for j, x in enumerate(grid.xs)}
+
+    def add(self, out: torch.Tensor, y: int, x: int, k: int = 0) -> None:
+        """Add tile (y, x)'s output ``out`` (C, s*th, s*tw) to batch item ``k``."""
+        s, g = self.s, self.grid
+        weight = self.wy[y][:, None] * self.wx[x][None, :]
+        self.acc[k, :, y * s : (y + g.th) * s, x * s : (x + g.tw) * s].addcmul_(out.float().cpu(), weight)
+
+    def result(self) -> torch.Tensor:
+        s, g = self.s, self.grid
+        wsum_y = torch.zeros(self.acc.shape[-2])
+        for y in g.ys:
+            wsum_y[y * s : (y + g.th) * s] += self.wy[y]
+        wsum_x = torch.zeros(self.acc.shape[-1])
+        for x in g.xs:
+            wsum_x[x * s : (x + g.tw) * s] += self.wx[x]
+        return self.acc.div_(wsum_y[:, None] * wsum_x[None, :])
 
 
 @torch.no_grad()
@@ -109,40 +173,38 @@ def tiled_forward(
     device = torch.device(device)
     _, _, h, w = lr.shape
     if tile <= 0 or (tile >= h and tile >= w):
-        out = model_fn(lr.to(device=device, dtype=dtype))
+        out = model_fn(lr.to(device=device, dtype=dtype)).float().cpu()
         if progress is not None:
             progress(1, 1)
-        out = out.float().cpu()
         if scale is not None:
             _check_shape(out, h, w, scale)
         return out
-
     if overlap >= tile:
         raise GensrError(f"tile overlap ({overlap}) must be smaller than the tile size ({tile})")
-    if align < 1:
-        raise GensrError(f"tile alignment must be >= 1, got {align}")
-    out_h, out_w = h, w
-    if align > 1:
-        lr = pad_to_multiple(lr.detach().to("cpu"), align)[0]
-        h, w = lr.shape[-2:]
-        tile = max(align, tile - tile % align)
-    th, tw = min(tile, h), min(tile, w)  # an axis shorter than the tile is one tile of the image's size
-    ys, xs = _aligned_starts(h, th, overlap, align), _aligned_starts(w, tw, overlap, align)
-    positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
-    total = len(positions)
+    lr = pad_to_multiple(lr.detach().to("cpu"), align)[0]
+    grid = tile_grid(lr.shape[-2], lr.shape[-1], tile, overlap, align)
+    blender = _run_tiles(model_fn, lr, grid, scale, batch_size, device, dtype, progress)
+    return blender.result()[:, :, : h * blender.s, : w * blender.s].contiguous()
 
-    lr_cpu = lr.detach().to("cpu")
+
+def _run_tiles(
+    model_fn: Callable[[torch.Tensor], torch.Tensor],
+    lr: torch.Tensor,
+    grid: TileGrid,
+    scale: int | None,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: Callable[[int, int], None] | None,
+) -> TileBlender:
+    """Run the tiles of ``grid`` through ``model_fn`` in batches and blend their outputs."""
+    th, tw, positions = grid.th, grid.tw, grid.positions
     pin = device.type == "cuda" and torch.cuda.is_available()
-    acc: torch.Tensor | None = None
-    wy: list[torch.Tensor] = []
-    wx: list[torch.Tensor] = []
-    done = 0
-    for b0 in range(0, total, batch_size):
+    blender: TileBlender | None = None
+    for b0 in range(0, len(positions), batch_size):
         chunk = positions[b0 : b0 + batch_size]
-        batch = torch.cat([lr_cpu[:, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for i, j in chunk], dim=0)
-        if pin:
-            batch = batch.pin_memory()
-        out = model_fn(batch.to(device=device, dtype=dtype, non_blocking=pin))
+        batch = torch.cat([lr[:, :, y : y + th, x : x + tw] for y, x in chunk], dim=0)
+        out = model_fn((batch.pin_memory() if pin else batch).to(device=device, dtype=dtype, non_blocking=pin))
         if scale is None:
             if out.shape[-2] % th or out.shape[-1] % tw or out.shape[-2] // th != out.shape[-1] // tw:
                 raise GensrError(
@@ -150,41 +212,14 @@ def tiled_forward(
                 )
             scale = out.shape[-2] // th
         _check_shape(out, th, tw, scale, n=len(chunk))
-        out = out.to(device="cpu", dtype=torch.float32)
-        if acc is None:
-            acc = torch.zeros(1, out.shape[1], h * scale, w * scale, dtype=torch.float32)
-            wy = _axis_weights(th, len(ys), scale, overlap)
-            wx = _axis_weights(tw, len(xs), scale, overlap)
-        for k, (i, j) in enumerate(chunk):
-            y, x = ys[i], xs[j]
-            weight = wy[i][:, None] * wx[j][None, :]
-            acc[:, :, y * scale : (y + th) * scale, x * scale : (x + tw) * scale].addcmul_(out[k : k + 1], weight)
-        done += len(chunk)
+        if blender is None:
+            blender = TileBlender(grid, scale, out.shape[1])
+        for k, (y, x) in enumerate(chunk):
+            blender.add(out[k], y, x)
         if progress is not None:
-            progress(done, total)
-
-    assert acc is not None and scale is not None
-    # The window is separable and the tiles form a grid, so the weight sum is the outer product of 1-D sums.
-    wsum_y = torch.zeros(h * scale)
-    for y, wgt in zip(ys, wy, strict=True):
-        wsum_y[y * scale : (y + th) * scale] += wgt
-    wsum_x = torch.zeros(w * scale)
-    for x, wgt in zip(xs, wx, strict=True):
-        wsum_x[x * scale : (x + tw) * scale] += wgt
-    acc /= wsum_y[:, None] * wsum_x[None, :]
-    if (out_h, out_w) != (h, w):
-        acc = acc[:, :, : out_h * scale, : out_w * scale].contiguous()
-    return acc
-
-
-def _aligned_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
-    """:func:`tile_starts` on a grid of ``align`` pixels (``length`` and ``tile`` are multiples of it)."""
-    if align == 1:
-        return tile_starts(length, tile, overlap)
-    units = min(-(-overlap // align), tile // align - 1)
-    return [s * align for s in tile_starts(length // align, tile // align, units)]
-
-
+            progress(b0 + len(chunk), len(positions))
+    assert blender is not None
+    return blender
 
 
 def _check_shape(out: torch.Tensor, th: int, tw: int, scale: int, n: int = 1) -> None:
