@@ -53,6 +53,18 @@ def test_shipped_files_are_in_the_package():
         assert (shipped_dir() / file).is_file(), f"shipped model {name!r} missing: {file}"
 
 
+def test_shipped_kinds_are_what_the_files_declare_and_upscale_lists_only_sr_models():
+    from gensr.checkpoints.loader import load_model
+    from gensr.checkpoints.shipped import SHIPPED_KINDS
+
+    assert set(SHIPPED_KINDS) == set(SHIPPED)
+    for name in SHIPPED:
+        assert load_model(name).kind == SHIPPED_KINDS[name], name
+    help_text = " ".join(cli("upscale", "--help").stdout.split())
+    listed = help_text.split("a shipped model (", 1)[1].split(")", 1)[0].split(", ")
+    assert listed == [n for n in SHIPPED if SHIPPED_KINDS[n] == "sr"]
+
+
 def test_upscale_with_esrgan_out_of_the_box(tmp_path, lr):
     out = tmp_path / "sr.png"
     proc = cli("upscale", SAMPLE, "--model", "esrgan", "-o", out)

@@ -446,3 +446,110 @@ def test_a_model_that_outputs_nan_in_fp32_is_an_error(tmp_path, capsys):
     code, err = run(["upscale", png(tmp_path / "a.png"), "-o", tmp_path / "o.png", "--model", path], capsys)
     one_line(code, err, "NaN/inf output values")
     assert not (tmp_path / "o.png").exists()
+
+
+def _npz_declaring(path: Path, shape: tuple[int, ...]) -> Path:
+    """An ``.npz`` whose ``z.npy`` header declares a float32 array of ``shape`` but holds only a few bytes."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("z.npy", buf.getvalue() + b"\0" * 64)
+    return path
+
+
+def test_decode_refuses_a_zip_bomb_before_allocating(tmp_path, capsys):
+    bomb = _npz_declaring(tmp_path / "bomb.npz", (1, 3, 40000, 20000))  # 9.6 GB declared in a tiny file
+    assert bomb.stat().st_size < 4096
+    out = tmp_path / "out.png"
+    code, err = run(["decode", bomb, "-o", out], capsys)
+    one_line(code, err, "bomb.npz", "MiB", "zip bomb")
+    assert not out.exists()
+
+
+def test_read_npz_bound_and_object_arrays(tmp_path):
+    from gensr.io.npz import declared_npz_arrays, read_npz
+
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, a=np.zeros((4, 5), np.float32), b=np.arange(3))
+    assert {k: v[0] for k, v in declared_npz_arrays(ok).items()} == {"a": (4, 5), "b": (3,)}
+    assert read_npz(ok, 80 + 24)["a"].shape == (4, 5)
+    with pytest.raises(GensrError, match="over the bound"):
+        read_npz(ok, 80 + 23)
+    objs = tmp_path / "objs.npz"
+    np.savez(objs, a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(GensrError, match="Python objects"):
+        read_npz(objs, 10**6)
+    with pytest.raises(GensrError, match="not a readable"):
+        read_npz(_garbage(tmp_path / "g.npz"), 10**6)
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    return path
+
+
+# ------------------------------------------------------------------ what official weights cannot tell (section 7)
+
+
+@pytest.fixture(scope="module")
+def srflow_other_taps(tmp_path_factory) -> tuple[Path, Path, object]:
+    """An official-layout SRFlow .pth that taps RRDB blocks [0, 2, 4, 6] of 8 (not a released layout: the
+    detector assumes [1, 3, 5, 7]), and its official training YAML."""
+    from flow_helpers import perturbed
+    from gensr.models.srflow import SRFlowConfig, SRFlowNet
+
+    torch.manual_seed(3)
+    net = perturbed(SRFlowNet(SRFlowConfig(nb=8, nf=8, gc=4, K=1, hidden=8, rrdb_blocks=[0, 2, 4, 6])))
+    d = tmp_path_factory.mktemp("taps")
+    pth = d / "SRFlow_custom.pth"
+    torch.save(net.state_dict(), pth)
+    yml = d / "SRFlow_custom.yml"
+    yml.write_text(
+        yaml.safe_dump(
+            {"scale": 4, "network_G": {"nf": 8, "nb": 8, "flow": {"K": 1, "stackRRDB": {"blocks": [0, 2, 4, 6]}}}}
+        )
+    )
+    return pth, yml, net
+
+
+def test_official_taps_come_from_the_training_yaml(srflow_other_taps, tmp_path, capsys):
+    from gensr.checkpoints.loader import load_model
+
+    pth, yml, net = srflow_other_taps
+    lr, hr = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        want = net.encode(hr, lr, add_noise=False)[1]
+        assumed = load_model(pth).encode(hr, lr, add_noise=False)[1]
+        given = load_model(pth, config=yml).encode(hr, lr, add_noise=False)[1]
+    assert torch.allclose(given, want) and not torch.allclose(assumed, want)  # the assumption is a different model
+    assert main(["info", str(pth)]) == 0
+    assert "assumed:" in capsys.readouterr().out  # without the YAML, info says what it assumed
+    assert main(["info", str(pth), "--model-config", str(yml), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["rrdb_blocks"] == [0, 2, 4, 6] and "assumed" not in doc
+    out = tmp_path / "custom.safetensors"
+    assert main(["convert", str(pth), "--model-config", str(yml), "-o", str(out)]) == 0
+    with torch.no_grad():
+        assert torch.allclose(load_model(out).encode(hr, lr, add_noise=False)[1], want)
+    lr_png = png(tmp_path / "lr.png", size=(6, 5))
+    for cmd in (["sample", lr_png, "-n", "1", "--seed", "0", "-o", tmp_path / "s"],
+                ["encode", png(tmp_path / "hr.png", size=(24, 20)), "-o", tmp_path / "z.npz"]):  # fmt: skip
+        assert main([str(a) for a in [*cmd, "--model", pth, "--model-config", yml]]) == 0, cmd
+
+
+def test_a_model_config_that_contradicts_the_weights_is_one_line(srflow_other_taps, tmp_path, capsys):
+    pth, _, _ = srflow_other_taps
+    wrong = tmp_path / "wrong.yml"
+    wrong.write_text(yaml.safe_dump({"network_G": {"nf": 64, "flow": {"stackRRDB": {"blocks": [0, 2, 4, 6]}}}}))
+    lr_png = png(tmp_path / "lr.png")
+    for cmd in (["info", pth], ["sample", lr_png, "--model", pth, "-o", tmp_path / "s"]):
+        code, err = run([*cmd, "--model-config", wrong], capsys)
+        one_line(code, err, "nf=64", "nf=8")
+    assert not (tmp_path / "s").exists()
+    code, err = run(["upscale", png(tmp_path / "a.png"), "-o", tmp_path / "a4.png", "--model-config", wrong], capsys)
+    one_line(code, err, "gensr checkpoint holds its whole config")

@@ -19,6 +19,20 @@ SHIPPED: dict[str, str] = {
     "cifar_classifier": "cifar_classifier.safetensors",
 }
 
+# shipped model name -> what it is (the ``kind`` its file declares): commands list only the names they accept
+SHIPPED_KINDS: dict[str, str] = {
+    "default": "sr",
+    "rrdb_psnr_x4": "sr",
+    "esrgan": "sr",
+    "srflow": "flow-sr",
+    "cifar_classifier": "classifier",
+}
+
+
+def shipped_names(*kinds: str) -> list[str]:
+    """Names of the shipped models of the given kinds ('sr', 'flow-sr', 'generator', 'classifier'), in order."""
+    return [name for name in SHIPPED if SHIPPED_KINDS[name] in kinds]
+
 
 def shipped_dir() -> Path:
     """Folder of the models shipped inside the package."""

@@ -39,6 +39,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_model_config_argument(p: argparse.ArgumentParser) -> None:
+    """``--model-config YAML``: what an official checkpoint's weights cannot tell (every command that loads one)."""
+    p.add_argument(
+        "--model-config",
+        default=None,
+        metavar="YAML",
+        help="an official checkpoint's training YAML (or a YAML of gensr config fields), for what its weights "
+        "cannot tell (e.g. which RRDB blocks an SRFlow model taps); fields the weights show must agree",
+    )
+
+
 def _available() -> dict[str, tuple[str, str]]:
     """Commands whose module exists in this installation."""
     found = {}

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from gensr.cli import add_model_config_argument
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "checkpoint", metavar="CKPT", help="checkpoint file (.pth/.pt/.ckpt/.safetensors) or shipped name"
-    )
-    p.add_argument(
-        "-o", "--output", required=True, metavar="OUT", help="output file, must end in .safetensors"
-    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (.pth/.pt/.ckpt/.safetensors) or shipped name")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, must end in .safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_model_config_argument(p)
     p.add_argument(
         "--dtype",
         choices=("bf16", "fp16", "fp32"),
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = output_file(args.output, args.overwrite, (".safetensors",), "the .safetensors extension")
     OutputPolicy([resolve_model_path(args.checkpoint)], overwrite=args.overwrite).claim(out)
-    ck = read_checkpoint_any(args.checkpoint)
+    ck = read_checkpoint_any(args.checkpoint, args.model_config)
     import torch
 
     with torch.device("meta"):

@@ -13,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 
@@ -24,26 +25,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--temperature", type=float, default=0.0, metavar="TAU", help="std of missing eps (default 0)")
     p.add_argument("--seed", type=int, default=None, help="seed for missing eps (default: random)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
+    add_model_config_argument(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
 
 
-def read_latents(path: Path) -> dict:
-    """The arrays of an encode ``.npz`` (without pickle): {'latents': {index: array}, 'z': ..., ...}."""
-    import zipfile
+def latent_file_bound() -> int:
+    """Most bytes the arrays of an encode ``.npz`` may declare: its latents (z and eps together: 3 float32 per HR
+    pixel, the flow is bijective) and LR for an HR image at the pixel limit, with room to spare (16 bytes per
+    pixel), and never more than half of the memory available now."""
+    from gensr.io.limits import max_pixels_limit
+    from gensr.system import available_memory
 
+    bound = 16 * max_pixels_limit()
+    free = available_memory()
+    return bound if free is None else min(bound, free // 2)
+
+
+def read_latents(path: Path) -> dict:
+    """The arrays of an encode ``.npz`` (without pickle, sizes checked from the headers before loading):
+    {'eps': {index: array}, 'z': ..., ...}."""
     import numpy as np
 
-    if not path.exists():
-        raise GensrError(f"{path}: no such file")
-    if path.is_dir():
-        raise GensrError(f"{path}: is a folder, expected a .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise GensrError(f"{path}: not a readable .npz latent file ({' '.join(str(exc).split())[:150]})") from None
+    from gensr.io.npz import read_npz
+
+    arrays = read_npz(path, latent_file_bound(), ".npz latent file")
     if "z" not in arrays:
         raise GensrError(f"{path}: has no 'z' array (not written by `gensr encode`?)")
     for key, value in arrays.items():
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         lr = torch.from_numpy(np.asarray(data["lr"], dtype=np.float32))
     else:
         raise GensrError(f"{src}: holds no LR; pass --lr")
-    net = load_flow_model(args.model, resolve_device(args.device))
+    net = load_flow_model(args.model, resolve_device(args.device), config=args.model_config)
     n_eps = len(net.z_shapes((2, 2))) - 1
     extra = sorted(i for i in data["eps"] if i >= n_eps)
     if extra:

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="dequantise the HR with U(-1/2, 1/2)/quant noise before encoding (default: encode it exactly)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the --noise draw (default 0)")
+    add_model_config_argument(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_file(args.output, args.overwrite, (".npz",), "to be a .npz file")
     if out.is_dir():
         raise GensrError(f"{out}: is a folder, expected a .npz file name")
-    net = load_flow_model(args.model, resolve_device(args.device))
+    net = load_flow_model(args.model, resolve_device(args.device), config=args.model_config)
     enc = encode(args.hr, args.lr, net, add_noise=args.noise, seed=args.seed)
     s = enc["scale"]
     h, w = enc["lr_size"]

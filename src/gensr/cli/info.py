@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from gensr.cli import add_model_config_argument
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "checkpoint", metavar="CKPT", help="checkpoint file (.pth/.pt/.ckpt/.safetensors) or shipped name"
-    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (.pth/.pt/.ckpt/.safetensors) or shipped name")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
+    add_model_config_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from gensr.checkpoints.loader import describe
 
-    d = describe(args.checkpoint)
+    d = describe(args.checkpoint, config=args.model_config)
     if args.json:
         print(json.dumps(d, indent=2, sort_keys=True))
         return 0
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         ("tensors", str(d["tensors"])),
         ("dtype", d["dtype"]),
     ]
+    if d.get("assumed"):
+        rows.append(("assumed", "; ".join(f"{k}: {v}" for k, v in d["assumed"].items())))
     if d.get("ignored_entries"):
         rows.append(("ignored", ", ".join(d["ignored_entries"])))
     if "meta" in d:

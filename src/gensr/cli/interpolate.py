@@ -13,9 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="first checkpoint (alpha 0 gives this one), file or shipped name")
     p.add_argument("b", metavar="B", help="second checkpoint (alpha 1 gives this one), file or shipped name")
     p.add_argument("--alpha", type=float, required=True, help="weight of B in [0, 1]")
-    p.add_argument(
-        "-o", "--output", required=True, metavar="OUT", help="output file, must end in .safetensors"
-    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, must end in .safetensors")
     p.add_argument(
         "--dtype", choices=("bf16", "fp16", "fp32"), default="fp32", help="store float tensors as (default fp32)"
     )

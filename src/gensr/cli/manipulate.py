@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 SUBMODES = ("normalize", "resample", "transfer", "restore")
@@ -35,6 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "-t", "--temperature", type=float, default=None, metavar="TAU", help="target latent std (default: heat)"
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    add_model_config_argument(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             raise GensrError(f"--modes {args.modes!r}: use a comma list of {', '.join(latent.MODES)}")
 
     seed = resolve_seed(args.seed)
-    net = load_flow_model(args.model, resolve_device(args.device))
+    net = load_flow_model(args.model, resolve_device(args.device), config=args.model_config)
     tau = net.config.heat if args.temperature is None else float(args.temperature)
     kw = dict(temperature=tau, seed=seed)
     if mode == "transfer":

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 EXTS = ("png", "jpg", "webp", "tif")
@@ -58,13 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--ext", choices=EXTS, default="png", help="output format (default png)")
-    p.add_argument(
-        "--model-config",
-        default=None,
-        metavar="YAML",
-        help="an official checkpoint's training YAML, for what its weights cannot tell (e.g. which RRDB blocks "
-        "an SRFlow model taps)",
-    )
+    add_model_config_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-file lines or progress bar")
 

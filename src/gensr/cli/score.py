@@ -27,6 +27,7 @@ import re
 import sys
 from pathlib import Path
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 _SCALE_TAG = re.compile(r"(?:[_-]?LR)?(?:[_-]?[xX]\d+)?$")
@@ -43,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-noise", action="store_true", help="score the image itself, without dequantisation")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
+    add_model_config_argument(p)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the mean")
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     json_path = None
     if args.json:  # checked before any work: never an input, never an existing file without --overwrite
         json_path = OutputPolicy([f for pair in pairs for f in pair], overwrite=args.overwrite).claim(args.json)
-    net = load_flow_model(args.model, resolve_device(args.device))
+    net = load_flow_model(args.model, resolve_device(args.device), config=args.model_config)
     rows = []
     for sr, lr in pairs:
         try:

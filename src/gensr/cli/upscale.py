@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from gensr.cli import add_model_config_argument
 from gensr.errors import GensrError
 
 EXTS = ("auto", "png", "jpg", "webp", "tif")
@@ -31,7 +32,7 @@ _EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from gensr.checkpoints.shipped import SHIPPED
+    from gensr.checkpoints.shipped import shipped_names
 
     p.epilog = (
         "Outputs keep the input's bit depth (16-bit PNG/TIFF stay 16-bit), gray and alpha. With --tile the "
@@ -47,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--model",
         default="default",
         metavar="NAME_OR_CKPT",
-        help=f"a shipped model ({', '.join(SHIPPED)}), 'bicubic', or a checkpoint file (gensr .safetensors, "
-        "official ESRGAN/BasicSR/Real-ESRGAN .pth) (default: default)",
+        help=f"a shipped model ({', '.join(shipped_names('sr'))}), 'bicubic', or a checkpoint file "
+        "(gensr .safetensors, official ESRGAN/BasicSR/Real-ESRGAN .pth) (default: default)",
     )
     p.add_argument("-s", "--scale", type=int, default=None, help="upscaling factor for --model bicubic (default 4)")
     p.add_argument(
@@ -75,6 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model is an RRDBNet (about 2x faster; Set5 Y-PSNR of the default -0.003 dB), else fp32. A non-finite "
         "low-precision result is recomputed in fp32",
     )
+    _add_output_arguments(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Device, output naming and format, interpolation and post-processing options of ``gensr upscale``."""
+    add_model_config_argument(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps, ... (default: cuda if available)")
     p.add_argument("--suffix", default="", help="appended to each output file's stem (default: none)")
     p.add_argument(
@@ -116,7 +124,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip an image that fails, go on with the others, report them all at the end (exit status 2)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
 
 
 def _is_image_name(path: Path) -> bool:
@@ -155,7 +162,7 @@ def _model_files(*names: str | None) -> list[Path]:
 def _make_upscaler(args: argparse.Namespace):
     """The engine for this run: the torch-free :class:`~gensr.inference.bicubic.BicubicUpscaler` for plain
     ``--model bicubic`` (no torch import: ~4x faster to start), else a :class:`~gensr.inference.upscale.Upscaler`."""
-    plain = args.lr_consistency == 0 and args.device is None and args.interp_with is None
+    plain = args.lr_consistency == 0 and args.device is None and args.interp_with is None and not args.model_config
     if args.model == "bicubic" and plain:
         from gensr.inference.bicubic import BicubicUpscaler, check_upscale_args
 
@@ -175,6 +182,7 @@ def _make_upscaler(args: argparse.Namespace):
         interp_with=args.interp_with,
         alpha=args.alpha,
         batch_size=args.batch_size,
+        model_config=args.model_config,
     )
     if upscaler.device.type == "cuda" and args.tile > 0:
         torch.backends.cudnn.benchmark = True  # every tile has the same shape: tune the convolutions once

@@ -49,6 +49,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,9 +89,13 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def load_flow_model(model: str | os.PathLike | nn.Module, device: torch.device | str | None = None) -> nn.Module:
+def load_flow_model(
+    model: str | os.PathLike | nn.Module, device: torch.device | str | None = None, config: Any = None
+) -> nn.Module:
     """An SRFlow model in eval mode on ``device`` from a shipped name, a checkpoint path or a module.
 
+    ``config``: for an official file, what its weights cannot tell (the official training YAML's path or a dict,
+    see :func:`gensr.checkpoints.loader.load_model`).
     A module is moved and switched to eval mode in place. GensrError when the checkpoint holds another
     architecture (e.g. an RRDB/ESRGAN generator, which `gensr upscale` runs).
     """
@@ -101,7 +106,7 @@ def load_flow_model(model: str | os.PathLike | nn.Module, device: torch.device |
     elif isinstance(model, (str, os.PathLike)):
         from gensr.checkpoints.loader import load_model
 
-        net = load_model(model)
+        net = load_model(model, config=config)
     else:
         raise GensrError(f"model must be a name, a checkpoint path or an nn.Module, got {type(model).__name__}")
     if getattr(net, "kind", None) != "flow-sr" or not isinstance(net, SRFlowNet):

@@ -57,15 +57,19 @@ def model_scale(model: nn.Module) -> int | None:
     return None
 
 
-def _load_network(model: str | os.PathLike, interp_with: str | os.PathLike | None, alpha: float) -> nn.Module:
+def _load_network(
+    model: str | os.PathLike, interp_with: str | os.PathLike | None, alpha: float, config: Any = None
+) -> nn.Module:
     if interp_with is not None:
+        if config is not None:
+            raise GensrError("a model config applies to one checkpoint; convert each with it first, then interpolate")
         from gensr.inference.interpolation import interpolate_models
 
         net = interpolate_models(model, interp_with, alpha)
     else:
         from gensr.checkpoints.loader import load_model
 
-        net = load_model(model)
+        net = load_model(model, config=config)
     kind = getattr(net, "kind", None)  # every registered architecture declares what it is
     if kind == "flow-sr":
         raise GensrError(f"{model}: an SRFlow model samples SR images; use `gensr sample` instead of upscale")
@@ -88,6 +92,8 @@ class Upscaler:
         precision: "auto", "fp32", "bf16" or "fp16".
         device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
         interp_with, alpha: blend ``model`` with this second checkpoint, (1 - alpha) * model + alpha * other.
+        model_config: for an official checkpoint, what its weights cannot tell (its training YAML's path or a
+            dict of gensr config fields; see :func:`gensr.checkpoints.loader.load_model`).
         note: where one-line notes go (default: stderr).
     """
 
@@ -103,6 +109,7 @@ class Upscaler:
         interp_with: str | os.PathLike | None = None,
         alpha: float = 0.8,
         batch_size: int = 4,
+        model_config: Any = None,
         note: Callable[[str], None] = note,
     ) -> None:
         tile_overlap = check_upscale_args(tile, tile_overlap, batch_size, scale)
@@ -122,7 +129,7 @@ class Upscaler:
                 raise GensrError("interp_with needs a checkpoint name or path as model, not a module")
             net = model
         else:
-            net = _load_network(model, interp_with, alpha)
+            net = _load_network(model, interp_with, alpha, model_config)
         declared = model_scale(net)
         if scale is not None and declared is not None and int(scale) != declared:
             raise GensrError(

@@ -274,12 +274,9 @@ def load_images(data_dir: Path, scale: int) -> list[ImageInput]:
 
 
 def model_kind(net: Any) -> str | None:
-    """The kind a network declares (``net.kind``); RRDBNet / SRFlowNet before they declared one: sr / flow-sr."""
+    """The kind a network declares (``net.kind``: sr, flow-sr, generator, ...); None when it declares none."""
     kind = getattr(net, "kind", None)
-    if kind is not None:
-        return str(kind)
-    name = type(net).__name__
-    return {"RRDBNet": "sr", "SRFlowNet": "flow-sr"}.get(name)
+    return None if kind is None else str(kind)
 
 
 def load_models(names: Sequence[str], scale: int) -> list[ModelInput]:
