@@ -246,9 +246,8 @@ def test_bad_batch_arguments(numbered):
 # ------------------------------------------------------------------------------------------------ the real file
 
 
-def test_cifar10_test_jpeg_loads():
-    root = os.environ.get("GENSR_DATASETS")
-    path = Path(root or "/nonexistent") / "cifar10_subset" / "test_10k_jpeg.npz"
+def test_cifar10_test_jpeg_loads(datasets_dir):
+    path = datasets_dir / "cifar10_subset" / "test_10k_jpeg.npz"
     if not path.is_file():
         pytest.skip(f"cifar10_subset not found (set GENSR_DATASETS); looked for {path}")
     d = load_class_images(path)

@@ -5,13 +5,14 @@ order of preference, ``<stem><suffix>`` (when ``--sr-suffix`` is given), ``<stem
 (the EDSR/Set5 ``LR_bicubic`` naming, e.g. ``babyx4.png``); the LR folder (``--lr``) is searched the same way.
 SR images without a GT are ignored.
 
-**Samples.** Files named like ``gensr sample``'s outputs, ``<base>_t<tau>_s<k>`` (``babyx4_t0.90_s003.png``),
-with ``<base>`` one of the names above, are one sample set per temperature for that GT. A set is reported as
-one row: the mean of each score over its samples, the best sample (highest PSNR) and the diversity of the set:
-``pixel_std`` (per-pixel std across samples, grey levels) and the NTIRE 2021 diversity score, which is
-``diversity_lpips`` with LPIPS weights (the challenge's score) and otherwise ``diversity_pixel`` (squared-error
-maps, reported under its own name). ``--per-sample`` lists every sample's scores as well. A GT with both a plain
-SR image and samples is ambiguous (an error): keep them in separate folders.
+**Samples.** Files named like ``gensr sample``'s outputs, ``<base>_t<tau>_seed<n>_s<k>``
+(``babyx4_t0.90_seed0_s003.png``; older names without ``_seed<n>`` too), with ``<base>`` one of the names above,
+are one sample set per temperature for that GT. A set is reported as one row: the mean of each score over its
+samples, the best sample (highest PSNR) and the diversity of the set: ``pixel_std`` (per-pixel std across samples,
+grey levels) and the NTIRE 2021 diversity score, which is ``diversity_lpips`` with LPIPS weights (the challenge's
+score) and otherwise ``diversity_pixel`` (squared-error maps, reported under its own name). ``--per-sample`` lists
+every sample's scores as well. A GT with both a plain SR image and samples is ambiguous (an error): keep them in
+separate folders.
 
 The GT is mod-cropped (top-left) to a multiple of the scale, and the SR must have exactly that size.
 PSNR and SSIM follow the MATLAB/BasicSR conventions of :mod:`gensr.metrics.fidelity` (RGB by default, ``--y``
@@ -255,7 +256,7 @@ def _items(args: argparse.Namespace) -> list[_Item]:
             tried = ", ".join(_candidates(stem, args.sr_suffix, scale))
             raise GensrError(
                 f"{gt_files[0]}: no matching SR image in {args.sr} (tried stems {tried}, and samples "
-                f"<stem>_t<tau>_s<k>)" + _suffix_hint(stem, sr_index)
+                f"<stem>_t<tau>_seed<n>_s<k>)" + _suffix_hint(stem, sr_index)
             )
         if sr_file is not None and sets is not None:
             raise GensrError(
@@ -410,7 +411,7 @@ def _settings(args: argparse.Namespace, lpips_model) -> dict[str, Any]:
     if args.lpips:
         s["lpips"] = {"net": args.lpips, "computed": lpips_model is not None}
     s["samples"] = (
-        "files <stem>_t<tau>_s<k>: one row per GT and tau with the mean over samples, the best sample by PSNR, "
+        "files <stem>_t<tau>_seed<n>_s<k>: one row per GT and tau with the mean over samples, the best sample by PSNR, "
         "pixel_std (grey levels) and the NTIRE 2021 diversity (diversity_lpips with LPIPS, else diversity_pixel)"
     )
     return s
