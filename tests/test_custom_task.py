@@ -76,6 +76,33 @@ class ToyTask(Task):
     def export(self, network, path, meta):
         doc = {"a": network.a.item(), "b": network.b.item(), **meta}
         return write_bytes_atomic(path, json.dumps(doc).encode(), overwrite=True)
+
+
+class TwoHalvesTask(ToyTask):
+    """Two optimiser steps per iteration (like a GAN's D then G); with $TOY_SIGTERM_AT=N the process sends
+    itself SIGTERM between the two halves of iteration N."""
+
+    def train_data(self, seed, start_iteration, rank, world_size):
+        self.at = start_iteration
+        return super().train_data(seed, start_iteration, rank, world_size)
+
+    def train_step(self, batches):
+        import os
+        import signal
+
+        self.at += 1
+        net, opt = self.networks["g"], self.optimizers["g"]
+        losses = []
+        for half in range(2):
+            x, y = next(batches)
+            loss = ((net(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if half == 0 and self.at == int(os.environ.get("TOY_SIGTERM_AT", "0")):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return {"loss": sum(losses), "skipped": 0.0}
 '''
 
 
@@ -128,3 +155,31 @@ def test_an_unknown_task_class_is_one_line(tmp_path):
     (tmp_path / "toy.yaml").write_text((tmp_path / "toy.yaml").read_text().replace("ToyTask", "NoSuchTask"))
     r = _train(tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no Task subclass named NoSuchTask" in r.stderr
+
+
+def test_a_signal_inside_a_step_acts_after_the_whole_iteration(tmp_path):
+    """SIGTERM between the two optimiser steps of iteration 5: the checkpoint holds iteration 5 complete, and
+    the resumed run continues exactly as an uninterrupted one (no half iteration saved as a whole one)."""
+    runs = {}
+    for name in ("full", "cut"):
+        runs[name] = _setup(tmp_path / name, 12)
+        cfg = tmp_path / name / "toy.yaml"
+        cfg.write_text(cfg.read_text().replace("toy_task:ToyTask", "toy_task:TwoHalvesTask"))
+    assert _train(tmp_path / "full").returncode == 0
+    os.environ["TOY_SIGTERM_AT"] = "5"
+    try:
+        r = _train(tmp_path / "cut")
+    finally:
+        del os.environ["TOY_SIGTERM_AT"]
+    assert r.returncode == 128 + 15, r.stderr
+    assert [p.name for p in (runs["cut"] / "checkpoints").glob("iter_*")] == ["iter_0000005.safetensors"]
+    r = _train(tmp_path / "cut", "--resume")
+    assert r.returncode == 0, r.stderr
+    cut, full = (_losses_by_iteration(runs[name]) for name in ("cut", "full"))
+    assert sorted(cut) == [i for i in range(1, 13) if i != 5]  # iteration 5 ended with the interrupt, unlogged
+    assert cut == {i: v for i, v in full.items() if i != 5}
+
+
+def _losses_by_iteration(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return {r["iter"]: r["loss"] for r in rows if r.get("split") == "train"}

@@ -28,6 +28,7 @@ from gensr.engine.logging import Progress, RunLogger, say
 from gensr.engine.resume import apply_changed_settings, config_changes
 from gensr.engine.run_folder import check_run_folder, clear_run, remove_empty_run_folder, take_run_folder
 from gensr.engine.schedule import build_scheduler
+from gensr.engine.signals import signals_held
 from gensr.errors import GensrError, NonFiniteLossError
 
 TaskFactory = Callable[[RunConfig, DistInfo], Any]
@@ -95,9 +96,10 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             while self.iteration < loop.total_iters:
-                stats = self.task.train_step(batches)
-                self.iteration += 1
-                self._after_step(stats)
+                with signals_held():  # an interrupt acts after the whole iteration, never inside it
+                    stats = self.task.train_step(batches)
+                    self.iteration += 1
+                    self._after_step(stats)
                 for k, v in stats.items():
                     window.setdefault(k, []).append(v)
                 progress.update(1)
@@ -110,7 +112,7 @@ class Trainer:
                 if loop.eval_every and (self.iteration % loop.eval_every == 0 or self.iteration == loop.total_iters):
                     self.evaluate()
             return self.export(self.run_dir / "model.safetensors") if self.dist.is_main else None
-        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP (the CLI turns them into this)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM/SIGHUP (the CLI raises them so), between iterations
             progress.close()
             self.log.message(f"interrupted at iteration {self.iteration}; saving a checkpoint to resume from")
             self.save()
