@@ -37,9 +37,7 @@ def rand(shape, dtype=np.uint8):
 def smooth_rgb(h=48, w=64):
     """A smooth 8-bit RGB image (lossy codecs keep it close)."""
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (h + w - 2)], 2).astype(
-        np.uint8
-    )
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (h + w - 2)], 2).astype(np.uint8)
 
 
 def no_temp_files(folder: Path) -> bool:
@@ -349,9 +347,7 @@ def test_tiff_lzw_decoder_against_libtiff(tmp_path):
     with open(path8, "rb") as f:
         tags = tiff16._tiff_first_ifd(f)
     data = path8.read_bytes()
-    decoded = b"".join(
-        tiff16._lzw_decode(data[o : o + n], 1 << 30) for o, n in zip(tags[273], tags[279], strict=True)
-    )
+    decoded = b"".join(tiff16._lzw_decode(data[o : o + n], 1 << 30) for o, n in zip(tags[273], tags[279], strict=True))
     assert decoded[: big.size] == big.tobytes()
 
 
@@ -586,15 +582,25 @@ def test_pixel_limit_checked_before_decoding(tmp_path, monkeypatch):
         read_image(small)
     monkeypatch.delenv("GENSR_MAX_PIXELS")
 
-    # Pillow's own guard never decides: a lower Pillow limit does not block images under ours,
-    # and an image far over ours is still reported by us, in one line.
+    # Pillow's own guard never decides when an image is opened: a lower Pillow limit does not block images under
+    # ours, an image far over ours is still reported by us, in one line, and the library never changes that
+    # process-wide setting of the application.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     assert read_image(small).size == (20, 20)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    assert Image.MAX_IMAGE_PIXELS == 10
     with pytest.raises(GensrError, match=r"small\.png.*over the"):
         read_image(small, max_pixels=50)
+    assert Image.MAX_IMAGE_PIXELS == 10
+    # Pillow checks a TIFF again when decoding it: the application's lower setting is named, in one line; the
+    # gensr command (the application) raises it to gensr's limit when it starts.
     tif = write_image(tmp_path / "small.tif", rand((20, 20, 3)))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(GensrError, match=r"small\.tif.*Image\.MAX_IMAGE_PIXELS") as exc:
+        read_image(tif)
+    _one_line_naming(exc, "small.tif")
+    from gensr.cli import _let_gensr_limit_decide
+
+    _let_gensr_limit_decide()
+    assert Image.MAX_IMAGE_PIXELS == 16384 * 16384
     assert read_image(tif).size == (20, 20)
 
 

@@ -100,9 +100,7 @@ def test_8x_counts_and_latent_shapes(config, params, tensors, z_shapes):
     assert tuple(sd["flowUpsamplerNet.layers.39.conv.weight"].shape) == (24, 12, 3, 3)
     found = srflow_official.detect(sd)
     assert found is not None and found.arch == "srflow"
-    assert found.config == {
-        k: v for k, v in to_dict(SRFlowConfig(**config)).items() if k not in NOT_IN_WEIGHTS
-    }
+    assert found.config == {k: v for k, v in to_dict(SRFlowConfig(**config)).items() if k not in NOT_IN_WEIGHTS}
 
 
 def test_4x_latent_shapes(model4x):
@@ -154,9 +152,7 @@ def test_default_4x_runs_on_a_tiny_input(model4x):
 def test_detector_rejects_other_layouts():
     assert srflow_official.detect(RRDBNet(RRDBNetConfig(nb=1, nf=8, gc=4)).state_dict()) is None
     sd = SRFlowNet(tiny_config()).state_dict()
-    bad = {
-        k: v for k, v in sd.items() if not k.startswith("flowUpsamplerNet.layers.5.")
-    }  # a hole = 2 squeezes
+    bad = {k: v for k, v in sd.items() if not k.startswith("flowUpsamplerNet.layers.5.")}  # a hole = 2 squeezes
     with pytest.raises(GensrError, match="level"):
         srflow_official.detect(bad)
 
@@ -175,9 +171,7 @@ def test_official_file_loads_through_the_reader(tmp_path, prefix):
     loaded.eval()
     lr, hr = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(
-            loaded.encode(hr, lr, add_noise=False)[1], model.encode(hr, lr, add_noise=False)[1]
-        )
+        assert torch.allclose(loaded.encode(hr, lr, add_noise=False)[1], model.encode(hr, lr, add_noise=False)[1])
     if "gensr.checkpoints.srflow_official" in loader.DETECTORS:
         assert loader.read_checkpoint_any(path).arch == "srflow"
 
@@ -246,9 +240,7 @@ def _official_conditions(enc, lr, blocks):
     last = fea + enc.trunk_conv(fea)
     fea_up2 = enc.upconv1(F.interpolate(last, scale_factor=2, mode="nearest"))
     fea = lrelu(fea_up2)  # modifies fea_up2 in place
-    fea_up0 = F.interpolate(
-        last, scale_factor=1 / 2, mode="bilinear", align_corners=False, recompute_scale_factor=True
-    )
+    fea_up0 = F.interpolate(last, scale_factor=1 / 2, mode="bilinear", align_corners=False, recompute_scale_factor=True)
     concat = torch.cat(taps, 1)
     return [torch.cat([f, F.interpolate(concat, f.shape[-2:])], 1) for f in (fea_up2, last, fea_up0)]
 
@@ -279,19 +271,25 @@ def test_encoder_sr_output_uses_the_official_residual():
 
 
 def test_load_rrdb_encoder_from_rrdbnet():
+    from gensr.checkpoints.srflow_official import rrdb_encoder_state
+
     rrdb = RRDBNet(RRDBNetConfig(scale=4, nf=8, nb=2, gc=4))
     model = SRFlowNet(tiny_config())
-    load_rrdb_encoder(model, rrdb.state_dict())
+    load_rrdb_encoder(model, rrdb_encoder_state(rrdb.state_dict()))
     assert torch.equal(model.RRDB.RRDB_trunk[1].RDB3.conv5.weight, rrdb.body[1].rdb3.conv5.weight)
     assert torch.equal(model.RRDB.trunk_conv.bias, rrdb.conv_body.bias)
     assert torch.equal(model.RRDB.upconv2.weight, rrdb.conv_up2.weight)
     assert torch.equal(model.RRDB.HRconv.weight, rrdb.conv_hr.weight)
     # official names (e.g. from RRDB_DF2K_4X.pth) and an `RRDB.` prefix are accepted too
-    load_rrdb_encoder(model, {"RRDB." + k: v for k, v in model.RRDB.state_dict().items()})
+    load_rrdb_encoder(model, rrdb_encoder_state({"RRDB." + k: v for k, v in model.RRDB.state_dict().items()}))
     with pytest.raises(GensrError, match="missing"):
-        load_rrdb_encoder(model, RRDBNet(RRDBNetConfig(scale=4, nf=8, nb=1, gc=4)).state_dict())
+        load_rrdb_encoder(model, rrdb_encoder_state(RRDBNet(RRDBNetConfig(scale=4, nf=8, nb=1, gc=4)).state_dict()))
     with pytest.raises(GensrError, match="shape"):
-        load_rrdb_encoder(model, RRDBNet(RRDBNetConfig(scale=4, nf=8, nb=2, gc=6)).state_dict())
+        load_rrdb_encoder(model, rrdb_encoder_state(RRDBNet(RRDBNetConfig(scale=4, nf=8, nb=2, gc=6)).state_dict()))
+    with pytest.raises(GensrError, match="missing"):  # the loader itself renames nothing
+        load_rrdb_encoder(model, rrdb.state_dict())
+    with pytest.raises(GensrError, match="two checkpoint keys map to"):  # one tensor under two names
+        rrdb_encoder_state({"conv_body.weight": rrdb.conv_body.weight, "trunk_conv.weight": rrdb.conv_body.weight})
 
 
 # --------------------------------------------------------------------------------------- likelihood

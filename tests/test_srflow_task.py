@@ -116,8 +116,12 @@ def test_tiny_srflow_lowers_nll_and_samples_beat_bicubic_lr_psnr(tmp_path, image
     cfg = load_run_config(
         write_config(tmp_path, images["hr"], model=model),
         [
-            "train.total_iters=360", "train.checkpoint_every=360", "train.log_every=10",
-            "task.data.train.batch_size=12", "optim.lr=3e-3", "schedule.milestones=[240,320]",
+            "train.total_iters=360",
+            "train.checkpoint_every=360",
+            "train.log_every=10",
+            "task.data.train.batch_size=12",
+            "optim.lr=3e-3",
+            "schedule.milestones=[240,320]",
         ],
     )
     exported = make_trainer(cfg).fit()
@@ -201,8 +205,10 @@ def test_nonfinite_and_failed_inverse_steps_are_skipped_and_counted(tmp_path, im
     def patched(self, hr, lr, add_noise=True):
         kind = mode["kind"]
         if kind == "singular":
-            raise RuntimeError("linalg.inv: The diagonal element 3 is zero, the inversion could not be completed "
-                               "because the input matrix is singular.")
+            raise RuntimeError(
+                "linalg.inv: The diagonal element 3 is zero, the inversion could not be completed "
+                "because the input matrix is singular."
+            )
         if kind == "linalg":
             raise torch.linalg.LinAlgError("linalg.slogdet: The algorithm failed to converge")
         if kind == "other":
@@ -217,8 +223,12 @@ def test_nonfinite_and_failed_inverse_steps_are_skipped_and_counted(tmp_path, im
     monkeypatch.setattr(SRFlowNet, "forward", patched)
     before = {k: v.clone() for k, v in task.model.state_dict().items()}
     adam_before = {k: {n: t.clone() for n, t in s.items()} for k, s in task.optimizers["g"].state.items()}
-    for kind, reason in (("nan", SKIP_NONFINITE_LOSS), ("singular", SKIP_LINALG),
-                         ("linalg", SKIP_LINALG), ("backward", SKIP_LINALG)):
+    for kind, reason in (
+        ("nan", SKIP_NONFINITE_LOSS),
+        ("singular", SKIP_LINALG),
+        ("linalg", SKIP_LINALG),
+        ("backward", SKIP_LINALG),
+    ):
         mode["kind"] = kind
         stats = task.train_step(iter([batches[1]]))
         assert stats["skipped"] == 1.0 and stats["skip_reason"] == reason, kind
@@ -264,8 +274,9 @@ def test_rrdb_frozen_for_the_first_fraction_then_trained(tmp_path, images):
     groups = {g["name"]: g["params"] for g in task.optimizers["g"].param_groups}
     rrdb_ids = {id(p) for p in groups["rrdb"]}
     assert rrdb_ids == {id(p) for p in rrdb_state_params(task)}  # in the optimiser from the start
-    unused = {n: p.detach().clone() for n, p in task.model.named_parameters()
-              if n in set(task.model.unused_parameter_names())}
+    unused = {
+        n: p.detach().clone() for n, p in task.model.named_parameters() if n in set(task.model.unused_parameter_names())
+    }
     batches = first_batches(trainer, 6)
     rrdb0, flow0 = rrdb_state(task), flow_state(task)
     for i in range(3):
@@ -381,8 +392,11 @@ def test_super_resolve_is_the_deterministic_mean_for_odd_sizes():
 
 @pytest.mark.parametrize(
     "name, scale, batch, lr, taps",
-    [("srflow_x4", 4, 12, 2.5e-4, [1, 8, 15, 22]), ("srflow_x8", 8, 16, 5e-4, [1, 3, 5, 7]),
-     ("srflow_x4_small", 4, 8, 5e-4, [0, 1, 2, 3])],
+    [
+        ("srflow_x4", 4, 12, 2.5e-4, [1, 8, 15, 22]),
+        ("srflow_x8", 8, 16, 5e-4, [1, 3, 5, 7]),
+        ("srflow_x4_small", 4, 8, 5e-4, [0, 1, 2, 3]),
+    ],
 )
 def test_shipped_configs(name, scale, batch, lr, taps):
     from gensr.config import from_dict
@@ -405,9 +419,10 @@ def test_shipped_configs(name, scale, batch, lr, taps):
         from gensr.models.rrdbnet import RRDBNet, RRDBNetConfig
 
         net = SRFlowNet(mc)  # the shipped default's weights (nf 32, nb 4, gc 16) fit its encoder
+        from gensr.checkpoints.srflow_official import rrdb_encoder_state
         from gensr.models.srflow import load_rrdb_encoder
 
-        load_rrdb_encoder(net, RRDBNet(RRDBNetConfig(nf=32, nb=4, gc=16)).state_dict())
+        load_rrdb_encoder(net, rrdb_encoder_state(RRDBNet(RRDBNetConfig(nf=32, nb=4, gc=16)).state_dict()))
     if name == "srflow_x4":
         assert mc.K == 16 and mc.L == 3 and mc.hidden == 64 and opts.data.train.patch_size == 160
         assert cfg.schedule.milestones == [100000, 150000, 180000, 190000]

@@ -4,7 +4,8 @@
 (a whole number; ``1e5`` from YAML is accepted as 100000, ``2.5`` and ``True`` are not), ``float`` (any real
 number), ``bool``, ``str``, ``list[...]`` / ``tuple[...]`` (element types checked), ``dict[str, ...]``,
 ``X | None`` and nested dataclasses (a mapping, checked recursively). Ranges are checked by each dataclass's
-``__post_init__`` (a ``ValueError`` there becomes a GensrError naming ``where``).
+``__post_init__`` with the helpers at the end of this module (:func:`check_bounds`, :func:`check_positive`,
+:func:`check_at_least`, :func:`check_finite`); a ``ValueError`` there becomes a GensrError naming ``where``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
-from gensr.errors import GensrError
+from gensr.errors import GensrError, one_line
 
 T = TypeVar("T")
 _NONE = type(None)
@@ -141,3 +143,51 @@ def check_bounds(cfg: Any, bounds: dict[str, tuple[int, int]]) -> None:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """ValueError unless each field ``names`` of ``cfg`` is an integer >= 1 (``True`` is not an integer here)."""
+    for name in names:
+        check_positive_value(name, getattr(cfg, name))
+
+
+def check_positive_value(name: str, value: Any) -> None:
+    """ValueError unless ``value`` is an integer >= 1; the message names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_at_least(name: str, value: Any, minimum: int = 1) -> None:
+    """ValueError when ``value`` (already type-checked by :func:`from_dict`) is below ``minimum``."""
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_finite(
+    name: str, value: float, low: float | None = None, high: float | None = None, open_low: bool = False
+) -> None:
+    """ValueError unless ``value`` is finite and within ``[low, high]`` (``(low, high]`` with ``open_low``)."""
+    if (
+        not math.isfinite(value)
+        or (low is not None and (value <= low if open_low else value < low))
+        or (high is not None and value > high)
+    ):
+        lo = "" if low is None else (f"> {low:g}" if open_low else f">= {low:g}")
+        hi = "" if high is None else f"<= {high:g}"
+        raise ValueError(f"{name} must be a finite number {' and '.join(x for x in (lo, hi) if x)}, got {value}")
+
+
+def read_yaml_mapping(path: Path, what: str, not_mapping: str) -> dict[str, Any]:
+    """The top-level mapping of the YAML file ``path`` (an empty file is ``{}``); a GensrError naming the file
+    when it does not exist (``{what} file not found``), is not valid YAML, or holds no mapping (``not_mapping``)."""
+    import yaml
+
+    if not path.is_file():
+        raise GensrError(f"{path}: {what} file not found")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise GensrError(f"{path}: invalid YAML ({one_line(exc, 160)})") from None
+    if not isinstance(tree, dict):
+        raise GensrError(f"{path}: {not_mapping}")
+    return tree

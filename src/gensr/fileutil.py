@@ -180,6 +180,21 @@ def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
+@contextlib.contextmanager
+def _temp_beside(target: Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``target`` (:func:`temp_path_for`) for a block that fills it and moves it into
+    place; an OSError in the block becomes one GensrError naming ``target``, and the temporary file is removed
+    whatever happens (after a successful move there is nothing left to remove)."""
+    tmp = temp_path_for(target)
+    try:
+        yield tmp
+    except OSError as exc:
+        raise GensrError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> Path:
     """Write ``data`` to ``path`` through a checked temporary file; never leaves a partial file.
 
@@ -196,8 +211,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool)
         raise GensrError(f"{target}: is a folder, expected an output file name")
     if not overwrite and target.exists():
         raise GensrError(f"{target}: output exists (use --overwrite to replace it)")
-    tmp = temp_path_for(target)
-    try:
+    with _temp_beside(target) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             _write_all(fd, data)
@@ -208,11 +222,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool)
         if written != len(data):
             raise OSError(errno.EIO, f"wrote {written} of {len(data)} bytes")
         _move_into_place(tmp, target, overwrite)
-    except OSError as exc:
-        raise GensrError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     return target
 
 
@@ -235,8 +244,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     """
     target = Path(path).expanduser()
     ensure_writable_dir(target.parent if str(target.parent) else ".")
-    tmp = temp_path_for(target)
-    try:
+    with _temp_beside(target) as tmp:
         yield tmp
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise GensrError(f"{target}: cannot write (the writer produced no data)")
@@ -244,11 +252,6 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         _move_into_place(tmp, target, overwrite)
-    except OSError as exc:
-        raise GensrError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _umask() -> int:

@@ -1,4 +1,5 @@
-"""What a layout detector reports about an official checkpoint (shared by the loader and every detector)."""
+"""What a layout detector reports about an official checkpoint, and the key renaming the detectors share (used by
+the loader and every detector)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from gensr.errors import GensrError
 
 
 @dataclass
@@ -23,3 +26,15 @@ class Detected:
     config: dict[str, Any]
     convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     assumed: dict[str, str] = field(default_factory=dict)  # field -> why it was assumed
+
+
+def rename_keys(sd: dict[str, torch.Tensor], rename: Callable[[str], str]) -> dict[str, torch.Tensor]:
+    """``sd`` with ``rename`` applied to every key (values and order kept); two keys landing on one name is a
+    GensrError (mixed layouts), never a silent overwrite."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        new = rename(key)
+        if new in out:
+            raise GensrError(f"two checkpoint keys map to {new!r} (mixed layouts?), one of them {key!r}")
+        out[new] = value
+    return out

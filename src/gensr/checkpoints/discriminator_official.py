@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from gensr.checkpoints.detected import Detected
+from gensr.checkpoints.detected import Detected, rename_keys
 from gensr.errors import GensrError
 
 DESCRIPTION = (
@@ -85,9 +85,7 @@ def infer_vgg_config(sd: dict[str, torch.Tensor]) -> dict:
     nf, in_ch = int(w.shape[0]), int(w.shape[1])
     stages = sorted(int(m.group(1)) for k in sd if (m := _STAGE_CONV.match(k)))
     if not stages or stages != list(range(len(stages))):
-        raise GensrError(
-            f"VGG-style discriminator checkpoint: stride-2 convs conv{{i}}_1 found for stages {stages}"
-        )
+        raise GensrError(f"VGG-style discriminator checkpoint: stride-2 convs conv{{i}}_1 found for stages {stages}")
     n = len(stages)
     last_ch = nf * min(2 ** (n - 1), 8)
     lin = sd.get("linear1.weight")
@@ -156,14 +154,15 @@ def _nested_feature_name(key: str) -> str | None:
 def _convert_2018(sd: dict[str, torch.Tensor], feature_name) -> dict[str, torch.Tensor]:
     """2018 VGG D keys -> gensr names: ``feature_name`` maps the ``features.*`` keys, ``classifier.{0,2}`` become
     ``linear{1,2}``, anything else is kept (and then fails the strict load, naming it)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
+
+    def rename(key: str) -> str:
         name = feature_name(key)
         c = _CLASSIFIER.match(key)
         if name is None and c:
             name = f"linear{1 if c.group(1) == '0' else 2}.{c.group(2)}"
-        out[name or key] = value
-    return _fill_bn_counters(out)
+        return name or key
+
+    return _fill_bn_counters(rename_keys(sd, rename))
 
 
 def _convert_flat(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

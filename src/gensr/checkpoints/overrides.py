@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from gensr.checkpoints.detected import Detected
-from gensr.errors import GensrError, one_line
+from gensr.config import read_yaml_mapping
+from gensr.errors import GensrError
 
 # official YAML key -> gensr field, per architecture (paths are dotted inside the network section)
 _SRFLOW = {"flow.stackRRDB.blocks": "rrdb_blocks", "flow.K": "K", "flow.L": "L", "nf": "nf", "nb": "nb"}
@@ -63,17 +64,8 @@ def _from_official(tree: dict[str, Any], arch: str, where: Path) -> dict[str, An
 def _read(config: str | os.PathLike | dict[str, Any], arch: str) -> tuple[dict[str, Any], str]:
     if isinstance(config, dict):
         return dict(config), "the given config"
-    import yaml
-
     p = Path(config).expanduser()
-    if not p.is_file():
-        raise GensrError(f"{p}: model config file not found")
-    try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise GensrError(f"{p}: invalid YAML ({one_line(exc, 160)})") from None
-    if not isinstance(tree, dict):
-        raise GensrError(f"{p}: a model config must be a mapping")
+    tree = read_yaml_mapping(p, "model config", "a model config must be a mapping")
     official = _from_official(tree, arch, p)
     return (official if official is not None else tree), str(p)
 
@@ -93,8 +85,6 @@ def apply_config_overrides(
             cfg[field] = value
             overridden.append(field)
         elif cfg[field] != value:
-            raise GensrError(
-                f"{source}: {where} says {field}={value!r}, but the weights have {field}={cfg[field]!r}"
-            )
+            raise GensrError(f"{source}: {where} says {field}={value!r}, but the weights have {field}={cfg[field]!r}")
     cfg["_overridden"] = overridden
     return cfg

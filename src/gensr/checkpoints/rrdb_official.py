@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from gensr.checkpoints.detected import Detected
+from gensr.checkpoints.detected import Detected, rename_keys
 from gensr.errors import GensrError
 
 DESCRIPTION = (
@@ -80,9 +80,7 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
         if key not in sd:
             raise GensrError(f"RRDBNet checkpoint without {key!r}, cannot infer its shape")
         if sd[key].dim() != 4:
-            raise GensrError(
-                f"RRDBNet checkpoint: {key!r} has shape {tuple(sd[key].shape)}, expected a 4-d conv"
-            )
+            raise GensrError(f"RRDBNet checkpoint: {key!r} has shape {tuple(sd[key].shape)}, expected a 4-d conv")
     nf, in_total = sd["conv_first.weight"].shape[:2]
     out_ch = sd["conv_last.weight"].shape[0]
     gc = sd["body.0.rdb1.conv1.weight"].shape[0]
@@ -125,33 +123,45 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict:
 # ------------------------------------------------------------------------------------------- renaming
 
 
-def _rename(sd: dict[str, torch.Tensor], rename: Callable[[str], str]) -> dict[str, torch.Tensor]:
-    """Apply ``rename`` to every key; two keys landing on one name is an error (mixed layouts)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        new = rename(key)
-        if new in out:
-            raise GensrError(f"two checkpoint keys map to {new!r} (mixed layouts?), one of them {key!r}")
-        out[new] = value
-    return out
-
-
 def _rename_basicsr(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
-def _rename_intermediate(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _key_renamer(
+    rdb: re.Pattern[str], rdb_name: str, up: re.Pattern[str], up_name: str, names: dict[str, str]
+) -> Callable[[str], str]:
+    """Key renaming between the ``esrgan-intermediate`` and BasicSR names, in one direction: RDB conv keys
+    matching ``rdb`` and upsample conv keys matching ``up`` become ``rdb_name`` / ``up_name`` (``str.format``
+    of the match groups), ``{base}.weight|bias`` of a ``names`` base is renamed, anything else is kept."""
+
     def rename(key: str) -> str:
-        if m := _MID_RDB.match(key):
-            return f"body.{m[1]}.rdb{m[2]}.conv{m[3]}.{m[4]}"
-        if m := _MID_UP.match(key):
-            return f"conv_up{m[1]}.{m[2]}"
+        if m := rdb.match(key):
+            return rdb_name.format(*m.groups())
+        if m := up.match(key):
+            return up_name.format(*m.groups())
         base, _, param = key.rpartition(".")
-        if base in _MID_RENAMES and param in ("weight", "bias"):
-            return f"{_MID_RENAMES[base]}.{param}"
+        if base in names and param in ("weight", "bias"):
+            return f"{names[base]}.{param}"
         return key
 
-    return _rename(sd, rename)
+    return rename
+
+
+_FROM_INTERMEDIATE = _key_renamer(_MID_RDB, "body.{}.rdb{}.conv{}.{}", _MID_UP, "conv_up{}.{}", _MID_RENAMES)
+_TO_INTERMEDIATE = _key_renamer(
+    _NEW_RDB, "RRDB_trunk.{}.RDB{}.conv{}.{}", _NEW_UP, "upconv{}.{}", {v: k for k, v in _MID_RENAMES.items()}
+)
+
+
+def _rename_intermediate(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return rename_keys(sd, _FROM_INTERMEDIATE)
+
+
+def to_intermediate(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """gensr/BasicSR RRDBNet names -> the ``esrgan-intermediate`` names (``RRDB_trunk.{i}.RDB{k}.conv{j}``,
+    ``trunk_conv``, ``upconv{m}``, ``HRconv``; the inverse of that layout's renaming), which SRFlow's encoder
+    uses. Keys already in those names, and unknown keys, are kept."""
+    return rename_keys(sd, _TO_INTERMEDIATE)
 
 
 def _old_converter(
@@ -189,7 +199,7 @@ def _old_converter(
             return f"{names[int(m[1])]}.{m[2]}"
         return key
 
-    return lambda d: _rename(d, rename)
+    return lambda d: rename_keys(d, rename)
 
 
 def _contiguous(indices: set[int], what: str) -> int:

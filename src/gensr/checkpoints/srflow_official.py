@@ -17,8 +17,8 @@ import re
 
 import torch
 
-from gensr.checkpoints.detected import Detected
-from gensr.checkpoints.rrdb_official import _contiguous
+from gensr.checkpoints.detected import Detected, rename_keys
+from gensr.checkpoints.rrdb_official import _contiguous, to_intermediate
 from gensr.errors import GensrError
 
 DESCRIPTION = "SRFlow official (`RRDB.*` + `flowUpsamplerNet.layers.N.*`, DF2K 4x/8x, CelebA 8x)"
@@ -43,6 +43,15 @@ def detect(sd: dict[str, torch.Tensor], source: str | os.PathLike | None = None)
 def convert(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official names are gensr's names: identity (a new dict)."""
     return dict(sd)
+
+
+def rrdb_encoder_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An RRDBNet state dict in the names of SRFlow's encoder (``SRFlowNet.RRDB``, the official
+    ``RRDB_trunk`` names), for :func:`gensr.models.srflow.load_rrdb_encoder`: gensr/BasicSR names are renamed
+    (:func:`gensr.checkpoints.rrdb_official.to_intermediate`), official names are kept, an ``RRDB.`` prefix (the
+    encoder inside a whole SRFlow state dict) is dropped. Two keys landing on one name is a GensrError."""
+    unprefixed = rename_keys(sd, lambda key: key[len("RRDB.") :] if key.startswith("RRDB.") else key)
+    return to_intermediate(unprefixed)
 
 
 def infer_config(sd: dict[str, torch.Tensor]) -> dict:

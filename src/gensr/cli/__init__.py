@@ -133,6 +133,25 @@ def _handle_termination_signals() -> None:
             signal.signal(sig, raise_terminated)
 
 
+def _let_gensr_limit_decide() -> None:
+    """The command line is the application, so it (never the library) sets Pillow's process-wide
+    decompression-bomb guard: raised to at least gensr's pixel limit (:func:`gensr.io.limits.max_pixels_limit`),
+    which gensr checks on every image header before decoding, so that Pillow (which refuses images over twice
+    ``Image.MAX_IMAGE_PIXELS``, TIFF files also when decoding) never refuses an image gensr accepts. Only ever
+    raised; a bad ``$GENSR_MAX_PIXELS`` is reported by the first image read."""
+    from PIL import Image
+
+    from gensr.errors import GensrError
+    from gensr.io.limits import max_pixels_limit
+
+    try:
+        limit = max_pixels_limit()
+    except GensrError:
+        return
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensr`` console script. Returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -147,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     module = importlib.import_module(_available()[args.command][0])
     try:
+        _let_gensr_limit_decide()
         return int(module.run(args) or 0)
     except GensrError as exc:
         print(f"gensr: error: {as_flags(str(exc), parser, args.command)}", file=sys.stderr)

@@ -40,13 +40,9 @@ def find_images(folders: Sequence[str | os.PathLike], recursive: bool = True, wh
 
 def load_rgb_uint8(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file (gray is replicated; alpha dropped)."""
-    from gensr.io import read_array
+    from gensr.io import read_array, rescale_pixels
 
-    arr = read_array(path)
-    if (
-        arr.dtype != np.uint8
-    ):  # 16-bit training data: use the top 8 bits as the MATLAB pipeline would on uint8
-        arr = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    arr = rescale_pixels(read_array(path), 8)  # 16-bit training data: brought to 8 bits, as the MATLAB pipeline uses
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return np.ascontiguousarray(arr)
@@ -102,14 +98,10 @@ class SRTrainDataset(Dataset):
                 lr = imresize(hr, 1.0 / scale)
             else:
                 if path.stem not in lr_index:
-                    raise GensrError(
-                        f"{path}: no LR image with a matching name in {', '.join(map(str, lr_dirs))}"
-                    )
+                    raise GensrError(f"{path}: no LR image with a matching name in {', '.join(map(str, lr_dirs))}")
                 lr = load_rgb_uint8(lr_index[path.stem])
                 if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-                    raise GensrError(
-                        f"{lr_index[path.stem]}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}"
-                    )
+                    raise GensrError(f"{lr_index[path.stem]}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}")
             if min(lr.shape[:2]) < self.lr_patch:
                 continue  # too small for a patch
             self.pairs.append((lr, hr))

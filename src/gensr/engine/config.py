@@ -18,27 +18,11 @@ from typing import Any
 
 import yaml
 
-from gensr.config import from_dict
+from gensr.config import check_at_least, check_finite, from_dict, read_yaml_mapping
 from gensr.errors import GensrError
 
 MAX_SEED = 2**32 - 1
 OPTIM_KEYS = ("lr", "betas", "eps", "weight_decay", "grad_clip")
-
-
-def _positive_int(name: str, value: int, minimum: int = 1) -> None:
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _finite(name: str, value: float, low: float | None = None, high: float | None = None, open_low: bool = False):
-    if (
-        not math.isfinite(value)
-        or (low is not None and (value <= low if open_low else value < low))
-        or (high is not None and value > high)
-    ):
-        lo = "" if low is None else (f"> {low:g}" if open_low else f">= {low:g}")
-        hi = "" if high is None else f"<= {high:g}"
-        raise ValueError(f"{name} must be a finite number {' and '.join(x for x in (lo, hi) if x)}, got {value}")
 
 
 @dataclass
@@ -53,13 +37,13 @@ class OptimSection:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _finite("lr", self.lr, 0.0, open_low=True)
+        check_finite("lr", self.lr, 0.0, open_low=True)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        _finite("eps", self.eps, 0.0, open_low=True)
-        _finite("weight_decay", self.weight_decay, 0.0)
+        check_finite("eps", self.eps, 0.0, open_low=True)
+        check_finite("weight_decay", self.weight_decay, 0.0)
         if self.grad_clip is not None:
-            _finite("grad_clip", self.grad_clip, 0.0, open_low=True)
+            check_finite("grad_clip", self.grad_clip, 0.0, open_low=True)
         for name, overrides in self.networks.items():
             bad = sorted(set(overrides) - set(OPTIM_KEYS))
             if bad:
@@ -88,10 +72,10 @@ class ScheduleSection:
             raise ValueError(f"kind must be multistep, cosine or constant, got {self.kind!r}")
         if any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be iterations >= 1, got {self.milestones}")
-        _finite("gamma", self.gamma, 0.0, 1.0, open_low=True)
+        check_finite("gamma", self.gamma, 0.0, 1.0, open_low=True)
         if self.periods is not None and (not self.periods or any(p < 1 for p in self.periods)):
             raise ValueError(f"periods must be a list of iteration counts >= 1, got {self.periods}")
-        _finite("eta_min", self.eta_min, 0.0)
+        check_finite("eta_min", self.eta_min, 0.0)
 
 
 @dataclass
@@ -110,7 +94,7 @@ class EMASection:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.decay) and 0.0 <= self.decay < 1.0):
             raise ValueError(f"decay must be in [0, 1), got {self.decay}")
-        _positive_int("start_iter", self.start_iter, 0)
+        check_at_least("start_iter", self.start_iter, 0)
         if self.buffers not in ("copy", "average"):
             raise ValueError(f"buffers must be copy or average, got {self.buffers!r}")
 
@@ -138,13 +122,13 @@ class LoopSection:
 
     def __post_init__(self) -> None:
         for name in ("total_iters", "checkpoint_every", "keep_checkpoints", "log_every", "max_nonfinite"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("eval_every", self.eval_every, 0)
-        _positive_int("keep_best", self.keep_best, 0)
+            check_at_least(name, getattr(self, name))
+        check_at_least("eval_every", self.eval_every, 0)
+        check_at_least("keep_best", self.keep_best, 0)
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.threads is not None:
-            _positive_int("threads", self.threads)
+            check_at_least("threads", self.threads)
         if self.best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be max or min, got {self.best_mode!r}")
         if self.keep_best and not self.best_metric:
@@ -231,14 +215,7 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
 def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config, apply overrides, validate (unknown keys and bad values are GensrErrors)."""
     p = Path(path)
-    if not p.is_file():
-        raise GensrError(f"{p}: config file not found")
-    try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise GensrError(f"{p}: invalid YAML ({' '.join(str(exc).split())[:160]})") from None
-    if not isinstance(tree, dict):
-        raise GensrError(f"{p}: the top level must be a mapping")
+    tree = read_yaml_mapping(p, "config", "the top level must be a mapping")
     old = _old_layout_error(p, tree)
     if old is not None:
         raise old

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from gensr.errors import GensrError
+from gensr.io import float_to_pixels
 from gensr.io.limits import check_output_size
 
 __all__ = ["BicubicUpscaler", "check_upscale_args", "output_size"]
@@ -52,13 +53,6 @@ def output_size(height: int, width: int, scale: int | None, outscale: float | No
     return check_output_size(max(1, round(outscale * height)), max(1, round(outscale * width)), "outscale output")
 
 
-def _to_pixels(x: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float64 in [0, 1] -> uint8 / uint16, scaled by 255 / 65535 and rounded half to even (as
-    :func:`gensr.io.tensor_to_pixels`)."""
-    maxv = 65535.0 if bit_depth == 16 else 255.0
-    return np.round(np.clip(x, 0.0, 1.0) * maxv).astype(np.uint16 if bit_depth == 16 else np.uint8)
-
-
 class BicubicUpscaler:
     """MATLAB bicubic by an integer ``scale`` (default 4) on (H, W, C) uint8 / uint16 pixel arrays."""
 
@@ -79,8 +73,8 @@ class BicubicUpscaler:
         h, w = pixels.shape[:2]
         size = output_size(h, w, self.scale, outscale) or (h * self.scale, w * self.scale)
         out = self._resize(pixels, size)
-        return _to_pixels(out.reshape(*size, -1), bit_depth)
+        return float_to_pixels(out.reshape(*size, -1), bit_depth)
 
     def run_alpha(self, alpha: np.ndarray, size: tuple[int, int], bit_depth: int = 8) -> np.ndarray:
         """(H, W) integer alpha -> (size) alpha of ``bit_depth``."""
-        return _to_pixels(self._resize(alpha, tuple(size)), bit_depth)
+        return float_to_pixels(self._resize(alpha, tuple(size)), bit_depth)

@@ -268,6 +268,17 @@ def _prepare(
     return net, truncation
 
 
+def _with_standing_stats(
+    net: nn.Module, forwards: int, truncation: float | None, truncation_mode: str, batch_size: int, seed: int
+) -> nn.Module:
+    """``net`` itself for ``forwards`` 0, else a copy with standing statistics over ``forwards`` batches, drawn
+    from a generator seeded for index -1 of ``seed`` (an index no image uses, so no image's z is reused)."""
+    if not forwards:
+        return net
+    gen = torch.Generator().manual_seed(_image_seed(seed, -1))
+    return standing_stats_copy(net, forwards, truncation, truncation_mode, batch_size, gen)
+
+
 def generate(
     model: str | os.PathLike | nn.Module = "biggan_cifar",
     classes: Sequence[int] | None = None,
@@ -295,9 +306,7 @@ def generate(
     total = num * len(cls)
     if total > MAX_IMAGES:
         raise GensrError(f"{num} images x {len(cls)} classes = {total} images is over the limit of {MAX_IMAGES}")
-    if standing_stats:
-        gen = torch.Generator().manual_seed(_image_seed(seed, -1))
-        net = standing_stats_copy(net, standing_stats, truncation, truncation_mode, batch_size, gen)
+    net = _with_standing_stats(net, standing_stats, truncation, truncation_mode, batch_size, seed)
     z = latents_for(range(num), net.dim_z, truncation, truncation_mode, seed).repeat(len(cls), 1)
     y = torch.tensor(cls, dtype=torch.int64).repeat_interleave(num)
     return render(net, z, y, truncation, batch_size), y.numpy()
@@ -334,9 +343,7 @@ def interpolation_sheet(
     n_rows = len(cls) if mode == "z" else rows
     if n_rows * steps > MAX_IMAGES:
         raise GensrError(f"{n_rows} rows x {steps} steps is over the limit of {MAX_IMAGES} images")
-    if standing_stats:
-        gen = torch.Generator().manual_seed(_image_seed(seed, -1))
-        net = standing_stats_copy(net, standing_stats, truncation, truncation_mode, batch_size, gen)
+    net = _with_standing_stats(net, standing_stats, truncation, truncation_mode, batch_size, seed)
     t = torch.linspace(0.0, 1.0, steps)[:, None]
     if mode == "z":
         a, b = latents_for([0, 1], net.dim_z, truncation, truncation_mode, seed)

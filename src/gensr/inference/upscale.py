@@ -285,16 +285,9 @@ def upscale(
     image: torch.Tensor | str | os.PathLike | np.ndarray | PILImage,
     model: str | os.PathLike | nn.Module = "default",
     *,
-    scale: int | None = None,
     outscale: float | None = None,
-    tile: int = 0,
-    tile_overlap: int | None = None,
-    precision: str = "auto",
-    device: str | torch.device | None = None,
-    interp_with: str | os.PathLike | None = None,
-    alpha: float = 0.8,
-    batch_size: int = 4,
     lr_consistency: int = 0,
+    **options: Any,
 ) -> torch.Tensor:
     """Super-resolve one image and return it in the kind it came in.
 
@@ -306,8 +299,9 @@ def upscale(
     a tensor to a file with :func:`gensr.io.write_image`. ``model`` is "default", a shipped name, a
     checkpoint path, an ``nn.Module`` or "bicubic" (MATLAB bicubic by ``scale``, default 4). ``outscale``
     resizes the result to ``round(outscale * H)`` with MATLAB bicubic (Real-ESRGAN uses LANCZOS4 there).
-    ``lr_consistency`` > 0: that many back-projection passes (see :meth:`Upscaler.run`).
-    See :class:`Upscaler` for the other arguments.
+    ``lr_consistency`` > 0: that many back-projection passes (see :meth:`Upscaler.run`). ``options``: the
+    keyword arguments of :class:`Upscaler` (``scale``, ``tile``, ``tile_overlap``, ``precision``, ``device``,
+    ``interp_with``, ``alpha``, ``batch_size``, ``model_config``).
     """
     restore: Callable[[torch.Tensor], Any] | None = None
     if isinstance(image, (str, os.PathLike)):
@@ -318,18 +312,7 @@ def upscale(
         image, restore = _from_array_or_pil(image)
     squeeze = image.dim() == 3
     x = image.unsqueeze(0) if squeeze else image
-    upscaler = Upscaler(
-        model,
-        scale=scale,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        precision=precision,
-        device=device,
-        interp_with=interp_with,
-        alpha=alpha,
-        batch_size=batch_size,
-    )
-    out = upscaler.run(x, outscale=outscale, lr_consistency=lr_consistency)
+    out = Upscaler(model, **options).run(x, outscale=outscale, lr_consistency=lr_consistency)
     if restore is not None:
         return restore(out)
     return out.squeeze(0) if squeeze else out

@@ -27,7 +27,6 @@ Every problem with a user's file is a one-line :class:`~gensr.errors.GensrError`
 from __future__ import annotations
 
 import os
-import re
 import struct
 import sys
 import warnings
@@ -45,9 +44,8 @@ from gensr.io.limits import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
     _check_pixels,
-    _let_our_limit_decide,
-    _over_limit,
     max_pixels_limit,
+    pillow_open,
 )
 from gensr.io.png16 import _PNG_SIGNATURE, _encode_png, _FormatError, _png_needs_own_decoder, _read_png_own
 from gensr.io.tiff16 import _TIFF_MAGIC, _encode_tiff16, _read_tiff_own, _tiff_probe
@@ -73,6 +71,8 @@ __all__ = [
     "read_image",
     "pixels_to_tensor",
     "tensor_to_pixels",
+    "float_to_pixels",
+    "rescale_pixels",
     "write_image",
 ]
 
@@ -92,7 +92,6 @@ _FORMATS = {
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
-
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -223,11 +222,8 @@ def read_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 
 
 def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | None, int | None, int]:
-    _let_our_limit_decide(limit)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(p)
+        im = pillow_open(p)
     except UnidentifiedImageError:
         kind = _sniff_format(p)
         if kind:  # the signature of a format we read, but Pillow could not parse the header
@@ -235,9 +231,6 @@ def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | Non
         raise GensrError(
             f"{p}: not an image file, or a format gensr cannot read ({', '.join(IMAGE_EXTENSIONS)})"
         ) from None
-    except Image.DecompressionBombError as exc:  # only above twice our limit, see _let_our_limit_decide
-        m = re.search(r"\((\d+) pixels\)", str(exc))
-        raise _over_limit(p, limit, f"has {int(m.group(1)):,} pixels" if m else "is too large") from None
     except MemoryError:
         raise
     except GensrError:
@@ -255,6 +248,12 @@ def _read_with_pillow(p: Path, limit: int) -> tuple[np.ndarray, np.ndarray | Non
                 im.load()
         except MemoryError:
             raise
+        except Image.DecompressionBombError:  # Pillow's guard at decode time (TIFF): the application's setting
+            raise GensrError(
+                f"{p}: Pillow refuses to decode this {w}x{h} image: its process-wide Image.MAX_IMAGE_PIXELS "
+                f"({Image.MAX_IMAGE_PIXELS:,}, the application's setting; the gensr command raises it to gensr's "
+                f"limit) is below half its size"
+            ) from None
         except Exception as exc:
             raise GensrError(f"{p}: corrupt or truncated image ({_describe(exc)})") from None
         orientation = _exif_orientation(im)
@@ -352,8 +351,7 @@ def _pil_to_arrays(im: Image.Image, p: Path) -> tuple[np.ndarray, np.ndarray | N
         elif mode == "I":
             gray = np.clip(arr, 0, 65535).astype(np.uint16)
         else:
-            gray = np.round(np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 65535.0)
-            gray = gray.astype(np.uint16)
+            gray = float_to_pixels(np.nan_to_num(arr.astype(np.float64)), 16)
         alpha = None
         if isinstance(transparency, (int, np.integer)) and mode != "F":
             alpha = np.where(arr == transparency, 0, 65535).astype(np.uint16)
@@ -409,6 +407,14 @@ def tensor_to_pixels(t: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     return arr.astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
+def float_to_pixels(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float numpy pixels in [0, 1] (any shape) -> uint8 (``bit_depth`` 8) or uint16 (16), same shape: clipped to
+    [0, 1], scaled by 255 or 65535 and rounded half to even in float64 (:func:`tensor_to_pixels` rounds tensors in
+    float32). NaN stays NaN: callers with NaN replace it first."""
+    maxv = 65535.0 if bit_depth == 16 else 255.0
+    return np.round(np.clip(x, 0.0, 1.0) * maxv).astype(np.uint16 if bit_depth == 16 else np.uint8)
+
+
 _LUMA_601 = (0.299, 0.587, 0.114)
 
 
@@ -457,7 +463,7 @@ def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: boo
                 r, g, b = _LUMA_601
                 f = r * a[:, :, 0:1].astype(np.float64) + g * a[:, :, 1:2] + b * a[:, :, 2:3]
                 a = np.round(f).astype(a.dtype)
-        return _rescale_int(a, target)
+        return rescale_pixels(a, target)
     if np.issubdtype(a.dtype, np.floating):
         import torch
 
@@ -465,7 +471,9 @@ def _to_samples(rgb: torch.Tensor | np.ndarray, bit_depth: int | None, gray: boo
     raise ValueError(f"unsupported pixel array dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
 
 
-def _rescale_int(a: np.ndarray, bit_depth: int) -> np.ndarray:
+def rescale_pixels(a: np.ndarray, bit_depth: int) -> np.ndarray:
+    """uint8 / uint16 pixels at ``bit_depth`` (8 or 16): uint8 -> uint16 times 257 (255 -> 65535), uint16 -> uint8
+    divided by 257 and rounded half to even; pixels already at that depth are returned as they are."""
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if a.dtype == np.uint8 and bit_depth == 16:
@@ -490,7 +498,7 @@ def _to_alpha(alpha, h: int, w: int, bit_depth: int) -> np.ndarray:
     if a.dtype == np.bool_:
         return np.where(a, 65535 if bit_depth == 16 else 255, 0).astype(np.uint16 if bit_depth == 16 else np.uint8)
     if a.dtype in (np.uint8, np.uint16):
-        return _rescale_int(a, bit_depth)
+        return rescale_pixels(a, bit_depth)
     if np.issubdtype(a.dtype, np.floating):
         import torch
 
@@ -569,6 +577,7 @@ def write_image(
 def _encode_pillow(full: np.ndarray, fmt: str, quality: int) -> bytes:
     """The encoded file in memory (Pillow's file writers do not all detect a short write to disk)."""
     import io
+
     c = full.shape[2]
     im = Image.fromarray(np.ascontiguousarray(full[:, :, 0] if c == 1 else full))
     expected = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from gensr.errors import GensrError
 
@@ -14,7 +16,6 @@ DEFAULT_MAX_PIXELS: int = 16384 * 16384
 
 MAX_PIXELS_ENV = "GENSR_MAX_PIXELS"
 """Environment variable that overrides :data:`DEFAULT_MAX_PIXELS` (a positive integer)."""
-
 
 
 def max_pixels_limit(max_pixels: int | None = None) -> int:
@@ -49,18 +50,34 @@ def _check_pixels(path: Path, width: int, height: int, limit: int) -> None:
         raise _over_limit(path, limit, f"is {width}x{height} = {width * height:,} pixels")
 
 
-def _let_our_limit_decide(limit: int) -> None:
-    """Raise Pillow's own bomb guard to at least our limit, so images under our limit always open.
+def pillow_open(path: Path) -> Image.Image:
+    """``Image.open(path)`` with Pillow's own decompression-bomb guard out of the way, changing nothing global.
 
-    Pillow warns above ``MAX_IMAGE_PIXELS`` and refuses above twice that; we check the size ourselves
-    right after the header is read, so Pillow's guard only needs to stay out of the way (it is only ever
-    raised, never lowered, so concurrent readers cannot trip over each other).
+    That guard compares the size with the process-wide ``Image.MAX_IMAGE_PIXELS`` (a warning above it, an error
+    above twice it), a setting that belongs to the application, not to gensr: gensr's callers check the size read
+    from the header against :func:`max_pixels_limit` themselves before anything is decoded. When Pillow refuses
+    a file, it is identified again by the format plugins Pillow has just tried (its ``Image.ID`` / ``Image.OPEN``
+    registry), whose constructors read the header only and leave the size check to the caller.
     """
-    current = Image.MAX_IMAGE_PIXELS
-    if current is not None and current < limit:
-        Image.MAX_IMAGE_PIXELS = limit
-
-
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError:
+        pass
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        prefix = f.read(16)
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        try:
+            return factory(name, name)  # given a path, the image owns (and closes) the file it opens
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file {name!r}")
 
 
 def check_output_size(height: float, width: float, what: str = "output") -> tuple[int, int]:

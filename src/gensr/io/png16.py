@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from gensr.errors import GensrError
-from gensr.io.limits import _check_pixels
+from gensr.io.limits import _check_pixels, pillow_open
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -174,7 +174,7 @@ def _png16_rgb_with_pillow(p: Path, stream: bytes, h: int, w: int, channels: int
         for low in (False, True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(p) as im:
+                with pillow_open(p) as im:
                     if im.format != "PNG" or im.size != (w, h) or len(im.tile) != 1:
                         return None
                     tile = im.tile[0]
@@ -320,5 +320,3 @@ def _encode_png(samples: np.ndarray, level: int = 6) -> bytes:
             _png_chunk(b"IEND", b""),
         ]
     )
-
-

@@ -31,12 +31,11 @@ import torch
 from torch import nn
 
 from gensr.errors import GensrError
+from gensr.metrics.batches import Images, image_batches
 from gensr.metrics.frechet import FeatureStats, cached_feature_stats, feature_statistics, stats_frechet_distance
 
 EXTRACTOR_PREFIX = "classifier-penultimate (NOT comparable to published FID)"
 PREPROCESS = "RGB in [0, 1] (uint8 / 255)"
-
-Images = np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor]
 
 
 def as_float_nchw(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -53,16 +52,6 @@ def as_float_nchw(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not batch.is_floating_point():
         raise ValueError(f"expected float images in [0, 1] or uint8, got {batch.dtype}")
     return batch.float()
-
-
-def _batches(images: Images, batch_size: int) -> Iterator[torch.Tensor]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [images] if isinstance(images, (np.ndarray, torch.Tensor)) else images
-    for chunk in chunks:
-        chunk = as_float_nchw(chunk)
-        for start in range(0, chunk.shape[0], batch_size):
-            yield chunk[start : start + batch_size]
 
 
 @contextlib.contextmanager
@@ -85,7 +74,7 @@ def classifier_predictions(classifier: nn.Module, images: Images, batch_size: in
     """Arg-max class (N,) int64 of each image."""
     device, preds = _device(classifier), []
     with _eval_mode(classifier):
-        for batch in _batches(images, batch_size):
+        for batch in image_batches(images, batch_size, as_float_nchw):
             preds.append(classifier(batch.to(device)).argmax(dim=1).cpu().numpy())
     if not preds:
         raise GensrError("no images to classify")
@@ -112,7 +101,7 @@ def classifier_features(classifier: nn.Module, images: Images, batch_size: int =
     """Penultimate-layer features (N, D) float64 of ``images`` (``classifier.features``)."""
     device, feats = _device(classifier), []
     with _eval_mode(classifier):
-        for batch in _batches(images, batch_size):
+        for batch in image_batches(images, batch_size, as_float_nchw):
             feats.append(classifier.features(batch.to(device)).float().cpu().numpy())
     if not feats:
         raise GensrError("no images to compute classifier features of")

@@ -22,20 +22,18 @@ Values are comparable to published FID/IS only with the real TF 2015-12-05 weigh
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from gensr.errors import GensrError
+from gensr.metrics.batches import Images, image_batches
 from gensr.metrics.frechet import FeatureStats, cached_feature_stats, feature_statistics, stats_frechet_distance
 from gensr.nn.inception import EXTRACTOR, PREPROCESS, InceptionV3FID
 
 IS_SPLITS = 10
 IS_SHUFFLE_SEED = 2020
 FID_FEATURES = f"{EXTRACTOR}:pool_3"
-
-Images = np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor]
 
 
 def as_uint8_nchw(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -48,16 +46,6 @@ def as_uint8_nchw(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
         what = f"{batch.dtype} {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__
         raise ValueError(f"expected uint8 images, numpy (N, H, W, 3) or torch (N, 3, H, W), got {what}")
     return batch
-
-
-def _batches(images: Images, batch_size: int) -> Iterator[torch.Tensor]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [images] if isinstance(images, (np.ndarray, torch.Tensor)) else images
-    for chunk in chunks:
-        chunk = as_uint8_nchw(chunk)
-        for start in range(0, chunk.shape[0], batch_size):
-            yield chunk[start : start + batch_size]
 
 
 @torch.inference_mode()
@@ -75,7 +63,7 @@ def inception_outputs(
     pools, logits = [], []
     # disable=None: a bar only on a terminal, so that logs and error lines stay clean
     with tqdm(unit="img", desc="inception", leave=False, disable=None if progress else True) as bar:
-        for batch in _batches(images, batch_size):
+        for batch in image_batches(images, batch_size, as_uint8_nchw):
             pool, logit = net(batch.to(device))
             pools.append(pool.float().cpu().numpy())
             logits.append(logit.float().cpu().numpy())

@@ -39,7 +39,14 @@ from torch import nn
 from gensr.errors import GensrError
 from gensr.metrics.fidelity import to_float255
 from gensr.nn.alexnet import alexnet_param_shapes, build_alexnet_features
-from gensr.nn.torchvision_layout import key_problems, natural_key, read_state_dict, shape_problems, short_list
+from gensr.nn.torchvision_layout import (
+    key_problems,
+    natural_key,
+    read_state_dict,
+    shape_problems,
+    short_list,
+    weights_source,
+)
 from gensr.nn.vgg import VGG16_CONV_CHANNELS, VGG16_LAYER_INDEX, build_vgg16_features, vgg_param_shapes
 
 __all__ = [
@@ -206,13 +213,9 @@ def _folder_files(spec: _NetSpec, folder: Path, source: str) -> list[Path]:
 def resolve_lpips_files(net: str = "alex", weights: str | os.PathLike | None = None) -> list[Path]:
     """The weight file(s) for ``net`` from ``weights`` or $GENSR_LPIPS_WEIGHTS (see the module docstring)."""
     spec = _spec(net)
-    source = "weights"
-    if weights is None or str(weights) == "":
-        weights = os.environ.get(WEIGHTS_ENV) or None
-        source = WEIGHTS_ENV
-    if weights is None:
+    path, source = weights_source(weights, WEIGHTS_ENV, "weights")
+    if path is None:
         raise GensrError(f"LPIPS ({spec.name}) needs pretrained weights, which are never downloaded: {_hint(spec)}")
-    path = Path(weights).expanduser()
     if path.is_file():
         return [path]
     if path.is_dir():

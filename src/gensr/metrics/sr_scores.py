@@ -85,19 +85,11 @@ def mean_scores(rows: Sequence[dict[str, Any]], keys: Sequence[str] = SCORE_KEYS
 
 
 def sample_set_scores(
-    samples: Sequence[np.ndarray],
-    gt: np.ndarray,
-    lr: np.ndarray,
-    scale: int,
-    *,
-    crop_border: int = 0,
-    y_channel: bool = False,
-    round_y: bool = False,
-    niqe_params: NiqeParams | None = None,
-    with_niqe: bool = False,
-    lpips_model: LPIPS | None = None,
+    samples: Sequence[np.ndarray], gt: np.ndarray, lr: np.ndarray, scale: int, **options: Any
 ) -> dict[str, Any]:
-    """Scores of N samples for one image (see the module docstring).
+    """Scores of N samples for one image (see the module docstring); ``options`` are the keyword options of
+    :func:`image_scores` (``crop_border``, ``y_channel``, ``round_y``, ``niqe_params``, ``with_niqe``,
+    ``lpips_model``), applied to every sample, and ``lpips_model`` also scores the diversity.
 
     Returns ``num_samples``, ``mean`` (score -> mean over samples), ``best`` (``index`` and that sample's
     scores), ``per_sample`` (one score dict per sample), ``pixel_std`` and ``diversity_lpips`` or
@@ -105,11 +97,8 @@ def sample_set_scores(
     """
     if len(samples) < 1:
         raise ValueError("need at least one sample")
-    kw = dict(crop_border=crop_border, y_channel=y_channel, round_y=round_y)
-    rows = [
-        image_scores(s, gt, lr, scale, **kw, niqe_params=niqe_params, with_niqe=with_niqe, lpips_model=lpips_model)
-        for s in samples
-    ]
+    lpips_model = options.get("lpips_model")
+    rows = [image_scores(s, gt, lr, scale, **options) for s in samples]
     best = max(range(len(rows)), key=lambda i: (rows[i]["psnr"], -i))
     out: dict[str, Any] = {
         "num_samples": len(rows),

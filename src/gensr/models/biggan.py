@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
+from gensr.config import check_bounds, check_positive
 from gensr.errors import GensrError
 from gensr.nn.attention import SelfAttention
 from gensr.nn.norm import (
@@ -132,10 +132,7 @@ class BigGANConfig:
         )
         if self.resolution not in G_ARCH:
             raise ValueError(f"resolution must be one of {sorted(G_ARCH)}, got {self.resolution!r}")
-        for name in ("ch", "dim_z", "shared_dim", "n_classes", "sn_iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(self, "ch", "dim_z", "shared_dim", "n_classes", "sn_iters")
         if self.d_ch is not None and (not isinstance(self.d_ch, int) or self.d_ch < 1):
             raise ValueError(f"d_ch must be a positive integer or null, got {self.d_ch!r}")
         for name in ("shared", "hier"):
@@ -223,6 +220,21 @@ def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
+class ClassImageSizes:
+    """``n_classes`` and ``resolution`` of a class-conditional image network, read from its ``config``
+    (BigGAN G and D, BigGAN-deep G)."""
+
+    config: Any
+
+    @property
+    def n_classes(self) -> int:
+        return self.config.n_classes
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+
 class GBlock(nn.Module):
     """Up-block: (N, in, H, W), condition -> (N, out, 2H, 2W). Parameter names as BigGAN-PyTorch ``GBlock``."""
 
@@ -248,7 +260,7 @@ class GBlock(nn.Module):
         return h + self.conv_sc(x)
 
 
-class BigGANGenerator(nn.Module):
+class BigGANGenerator(ClassImageSizes, nn.Module):
     """BigGAN G. ``forward(z, y)``: z (N, dim_z), y labels (N,) or class weights (N, n_classes) -> (N, 3, R, R)
     in [-1, 1]. See the module docstring for the architecture."""
 
@@ -277,14 +289,6 @@ class BigGANGenerator(nn.Module):
     def dim_z(self) -> int:
         """Columns of z (``config.dim_z`` rounded down to a multiple of the z chunks with ``hier``)."""
         return self.config.dim_z_used
-
-    @property
-    def n_classes(self) -> int:
-        return self.config.n_classes
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
 
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """The class input the blocks see: ``shared(y)`` (N, shared_dim) in shared mode, else ``y`` itself."""
@@ -348,7 +352,7 @@ class DBlock(nn.Module):
         return h + self._shortcut(x)
 
 
-class BigGANDiscriminator(nn.Module):
+class BigGANDiscriminator(ClassImageSizes, nn.Module):
     """BigGAN projection D. ``forward(x, y)``: x (N, 3, R, R) in [-1, 1], y labels (N,) or class weights
     (N, n_classes) -> (N, 1) logits."""
 
@@ -375,14 +379,6 @@ class BigGANDiscriminator(nn.Module):
         self.linear = SNLinear(outs[-1] * w, 1, **sn)
         self.embed = SNEmbedding(c.n_classes, outs[-1] * w, **sn)
         init_weights(self, c.init)
-
-    @property
-    def n_classes(self) -> int:
-        return self.config.n_classes
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r = self.config.resolution

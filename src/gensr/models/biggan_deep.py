@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
-from gensr.models.biggan import upsample_nearest2x
+from gensr.config import check_bounds, check_positive
+from gensr.models.biggan import ClassImageSizes, upsample_nearest2x
 from gensr.nn.attention import self_attention
 
 # resolution -> GenBlocks as (upsample, in multiplier, out multiplier) of ch (ppb's BigGAN128/256/512 configs)
@@ -87,10 +87,7 @@ class BigGANDeepConfig:
         )
         if self.resolution not in DEEP_LAYERS:
             raise ValueError(f"resolution must be one of {sorted(DEEP_LAYERS)}, got {self.resolution!r}")
-        for name in ("ch", "z_dim", "class_embed_dim", "n_classes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive(self, "ch", "z_dim", "class_embed_dim", "n_classes")
         if not isinstance(self.n_stats, int) or self.n_stats < 2:
             raise ValueError(f"n_stats must be an integer >= 2, got {self.n_stats!r}")
         n = len(DEEP_LAYERS[self.resolution])
@@ -257,7 +254,7 @@ class DeepGeneratorTrunk(nn.Module):
         return torch.tanh(F.conv2d(h, weight, bias, padding=1))
 
 
-class BigGANDeepGenerator(nn.Module):
+class BigGANDeepGenerator(ClassImageSizes, nn.Module):
     """BigGAN-deep G (TF-Hub port, ppb layout). ``forward(z, y, truncation=1.0)`` -> (N, 3, R, R) in [-1, 1]."""
 
     kind = "generator"
@@ -272,14 +269,6 @@ class BigGANDeepGenerator(nn.Module):
     @property
     def dim_z(self) -> int:
         return self.config.z_dim
-
-    @property
-    def n_classes(self) -> int:
-        return self.config.n_classes
-
-    @property
-    def resolution(self) -> int:
-        return self.config.resolution
 
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """Class embedding (N, class_embed_dim) of int labels (N,) or float class weights (N, n_classes)."""

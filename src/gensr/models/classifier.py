@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
+from gensr.config import check_bounds, check_positive, check_positive_value
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -59,10 +59,9 @@ class ClassifierConfig:
             self.widths = tuple(self.widths)
         if not isinstance(self.widths, tuple) or not self.widths:
             raise ValueError(f"widths must be a non-empty list of channel counts, got {self.widths!r}")
-        for name in ("num_classes", "in_ch", "input_size", "blocks"):
-            _check_positive(name, getattr(self, name))
+        check_positive(self, "num_classes", "in_ch", "input_size", "blocks")
         for w in self.widths:
-            _check_positive("widths entry", w)
+            check_positive_value("widths entry", w)
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         factor = 2 ** (len(self.widths) - 1)
@@ -74,11 +73,6 @@ class ClassifierConfig:
     @property
     def feature_dim(self) -> int:
         return self.widths[-1]
-
-
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 class BasicBlock(nn.Module):

@@ -23,15 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
+from gensr.config import check_bounds, check_positive
 from gensr.nn.rrdb import kaiming_scaled_
-
-
-def _check_positive(config: object, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -59,7 +52,7 @@ class VGGDiscriminatorConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, {"in_ch": (1, 64), "nf": (1, 1024), "input_size": (1, 4096)})
-        _check_positive(self, "in_ch", "nf", "input_size")
+        check_positive(self, "in_ch", "nf", "input_size")
         s = self.input_size
         if s < 8 or s & (s - 1):
             raise ValueError(f"input_size must be a power of two >= 8 (e.g. 128 or 256), got {s}")
@@ -142,7 +135,7 @@ class UNetDiscriminatorConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, {"in_ch": (1, 64), "nf": (1, 1024)})
-        _check_positive(self, "in_ch", "nf")
+        check_positive(self, "in_ch", "nf")
         if not isinstance(self.skip_connection, bool):
             raise ValueError(f"skip_connection must be true or false, got {self.skip_connection!r}")
 

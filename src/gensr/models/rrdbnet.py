@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
+from gensr.config import check_bounds, check_positive
 from gensr.nn.padding import pad_to_multiple
 from gensr.nn.rrdb import RRDB, conv_lrelu, kaiming_scaled_
 
@@ -38,9 +38,7 @@ class RRDBNetConfig:
             raise ValueError(f"init must be 'rdb' or 'all', got {self.init!r}")
         if self.scale not in (1, 2, 4, 8):
             raise ValueError(f"scale must be 1, 2, 4 or 8, got {self.scale}")
-        for name in ("in_ch", "out_ch", "nf", "nb", "gc"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "in_ch", "out_ch", "nf", "nb", "gc")
 
     @property
     def unshuffle(self) -> int:

@@ -24,7 +24,6 @@ bits per dimension.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gensr.config import check_bounds
+from gensr.config import check_at_least, check_bounds, check_positive
 from gensr.errors import GensrError
 from gensr.nn.flow import FlowStep, Split2d, Squeeze2d, dequantize, gaussian_log_prob, sample_normal
 from gensr.nn.rrdb import ResidualDenseBlock, kaiming_scaled_
@@ -91,11 +90,8 @@ class SRFlowConfig:
         )
         if self.scale not in (4, 8):
             raise ValueError(f"scale must be 4 or 8, got {self.scale}")
-        for name in ("nf", "nb", "gc", "K", "hidden", "quant"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_transition < 0:
-            raise ValueError(f"n_transition must be >= 0, got {self.n_transition}")
+        check_positive(self, "nf", "nb", "gc", "K", "hidden", "quant")
+        check_at_least("n_transition", self.n_transition, 0)
         log2s = int(math.log2(self.scale))
         if self.L is None:
             self.L = log2s + 1
@@ -495,53 +491,31 @@ class SRFlowNet(nn.Module):
 # Encoder initialisation from an RRDBNet
 # --------------------------------------------------------------------------------------------------
 
-_BODY = re.compile(r"^body\.(\d+)\.rdb([123])\.(conv[1-5]\.(?:weight|bias))$")
-_RENAME = {
-    "conv_body": "trunk_conv",
-    "conv_up1": "upconv1",
-    "conv_up2": "upconv2",
-    "conv_up3": "upconv3",
-    "conv_hr": "HRconv",
-    "conv_first": "conv_first",
-    "conv_last": "conv_last",
-}
-
-
-def rrdbnet_to_encoder_key(key: str) -> str:
-    """BasicSR/gensr RRDBNet name -> SRFlow encoder name (official names pass through unchanged)."""
-    m = _BODY.match(key)
-    if m:
-        return f"RRDB_trunk.{m.group(1)}.RDB{m.group(2)}.{m.group(3)}"
-    head, _, rest = key.partition(".")
-    return f"{_RENAME[head]}.{rest}" if head in _RENAME else key
-
 
 def load_rrdb_encoder(srflow: SRFlowNet, state_dict: dict[str, torch.Tensor]) -> None:
-    """Initialise ``srflow.RRDB`` from an RRDBNet state dict, strictly: gensr/BasicSR names, or official
-    ``RRDB_trunk`` names optionally prefixed ``RRDB.``. Raises GensrError listing missing/unexpected keys.
+    """Initialise ``srflow.RRDB`` from a state dict in the encoder's own names (the official ``RRDB_trunk`` names;
+    :func:`gensr.checkpoints.srflow_official.rrdb_encoder_state` renames a gensr/BasicSR RRDBNet's), strictly:
+    GensrError listing missing/unexpected keys or naming a shape mismatch.
 
     The SRFlow encoder computes the official SRFlow residual (``h + trunk_conv(h)``), not ESRGAN's: weights of
     an RRDBNet trained with the ESRGAN residual give different features and are only an initialisation.
     """
-    sd = {}
-    for k, v in state_dict.items():
-        k = k[len("RRDB.") :] if k.startswith("RRDB.") else k
-        sd[rrdbnet_to_encoder_key(k)] = v
     expected = srflow.RRDB.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
     if missing or unexpected:
         raise GensrError(
             "RRDB encoder state dict does not match the SRFlow encoder: "
             f"missing {_short(missing)}; unexpected {_short(unexpected)}"
         )
-    bad = [k for k in expected if tuple(expected[k].shape) != tuple(sd[k].shape)]
+    bad = [k for k in expected if tuple(expected[k].shape) != tuple(state_dict[k].shape)]
     if bad:
         k = bad[0]
         raise GensrError(
-            f"RRDB encoder: {len(bad)} shape mismatch(es), e.g. {k}: {tuple(sd[k].shape)} vs {tuple(expected[k].shape)}"
+            f"RRDB encoder: {len(bad)} shape mismatch(es), e.g. {k}: {tuple(state_dict[k].shape)} "
+            f"vs {tuple(expected[k].shape)}"
         )
-    srflow.RRDB.load_state_dict(sd, strict=True)
+    srflow.RRDB.load_state_dict(state_dict, strict=True)
 
 
 def _short(keys: list[str], n: int = 8) -> str:

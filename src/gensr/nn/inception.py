@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gensr.errors import GensrError
-from gensr.nn.torchvision_layout import key_problems, read_state_dict, shape_problems, short_list
+from gensr.nn.torchvision_layout import key_problems, read_state_dict, shape_problems, short_list, weights_file
 
 WEIGHTS_ENV = "GENSR_INCEPTION_WEIGHTS"
 WEIGHTS_FLAG = "--inception-weights"
@@ -267,20 +267,12 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 
 def resolve_weights_path(weights: str | os.PathLike | None = None) -> Path:
     """``weights`` or ``$GENSR_INCEPTION_WEIGHTS`` as an existing file; GensrError naming both ways otherwise."""
-    source = "inception weights argument"
-    if weights is None or str(weights) == "":
-        weights = os.environ.get(WEIGHTS_ENV) or None
-        source = WEIGHTS_ENV
-    if weights is None:
-        raise GensrError(
-            f"FID/IS need the TF Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
-            f"torch-fidelity's weights-inception-2015-12-05-6726825d.pth): pass {WEIGHTS_FLAG} PATH or set "
-            f"{WEIGHTS_ENV}"
-        )
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise GensrError(f"{path}: Inception weights file not found (from {source})")
-    return path
+    how = (
+        f"FID/IS need the TF Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
+        f"torch-fidelity's weights-inception-2015-12-05-6726825d.pth): pass {WEIGHTS_FLAG} PATH or set "
+        f"{WEIGHTS_ENV}"
+    )
+    return weights_file(weights, WEIGHTS_ENV, "inception weights argument", "Inception weights file", how)
 
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:

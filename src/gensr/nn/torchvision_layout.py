@@ -1,12 +1,14 @@
-"""Reading and checking weight files in torchvision's ``features.N.weight/bias`` layout (VGG, AlexNet).
+"""Finding, reading and checking weight files in torchvision's ``features.N.weight/bias`` layout (VGG, AlexNet).
 
-Shared by :mod:`gensr.nn.vgg` and :mod:`gensr.nn.alexnet`: a file is a ``.pth`` (read with
+Shared by :mod:`gensr.nn.vgg` and :mod:`gensr.nn.alexnet` (finding and reading files also by the Inception network
+and LPIPS): a weights file is named by an argument or else an environment variable; it is a ``.pth`` (read with
 ``torch.load(weights_only=True)``, never unpickled code) or a ``.safetensors`` holding a flat state dict of
 tensors; ``classifier.*`` keys of a whole torchvision model are known and ignored by the checks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +27,26 @@ def natural_key(key: str) -> tuple:
 def short_list(items: list[str], n: int = 6) -> str:
     """The first ``n`` items joined by commas, with a count of the rest."""
     return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def weights_source(value: str | os.PathLike | None, env: str, arg: str) -> tuple[Path | None, str]:
+    """(the weights path, where it came from): ``value`` (labelled ``arg``), or when it is None or empty the
+    environment variable ``env`` (labelled ``env``); the path is None when neither is set, ``~`` expanded."""
+    if value is None or str(value) == "":
+        value = os.environ.get(env) or None
+        return (None if value is None else Path(value).expanduser()), env
+    return Path(value).expanduser(), arg
+
+
+def weights_file(value: str | os.PathLike | None, env: str, arg: str, what: str, how: str) -> Path:
+    """The existing weights file named by ``value`` or ``$env`` (see :func:`weights_source`); GensrError ``how``
+    (how to provide the file) when neither is set, or naming the path and ``what`` when it is not a file."""
+    path, source = weights_source(value, env, arg)
+    if path is None:
+        raise GensrError(how)
+    if not path.is_file():
+        raise GensrError(f"{path}: {what} not found (from {source})")
+    return path
 
 
 def read_state_dict(path: Path, what: str, layout: str) -> dict[str, torch.Tensor]:

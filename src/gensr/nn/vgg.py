@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from gensr.errors import GensrError
-from gensr.nn.torchvision_layout import check_features_state_dict, conv_param_shapes, read_state_dict
+from gensr.nn.torchvision_layout import check_features_state_dict, conv_param_shapes, read_state_dict, weights_file
 
 WEIGHTS_ENV = "GENSR_VGG19_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -69,19 +69,11 @@ VGG16_LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(VGG16_LAYE
 
 def resolve_weights_path(weights_path: str | os.PathLike | None = None) -> Path:
     """``weights_path`` or $GENSR_VGG19_WEIGHTS as an existing file; GensrError telling how to provide it."""
-    source = "weights_path"
-    if weights_path is None or str(weights_path) == "":
-        weights_path = os.environ.get(WEIGHTS_ENV) or None
-        source = WEIGHTS_ENV
-    if weights_path is None:
-        raise GensrError(
-            "VGG19 weights are needed for the perceptual loss: pass the path of torchvision's "
-            f"vgg19-dcbb9e9d.pth (or a .safetensors with the same keys) or set {WEIGHTS_ENV}"
-        )
-    path = Path(weights_path).expanduser()
-    if not path.is_file():
-        raise GensrError(f"{path}: VGG19 weights file not found (from {source})")
-    return path
+    how = (
+        "VGG19 weights are needed for the perceptual loss: pass the path of torchvision's "
+        f"vgg19-dcbb9e9d.pth (or a .safetensors with the same keys) or set {WEIGHTS_ENV}"
+    )
+    return weights_file(weights_path, WEIGHTS_ENV, "weights_path", "VGG19 weights file", how)
 
 
 def load_vgg19_weights(weights_path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:

@@ -198,10 +198,6 @@ def _sha256(path: Path) -> str:
 # --------------------------------------------------------------------------------------------- inputs
 
 
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    return np.round(a.astype(np.float64) / 257.0).astype(np.uint8) if a.dtype == np.uint16 else a
-
-
 def _image_files(folder: Path) -> dict[str, Path]:
     from gensr.io import IMAGE_EXTENSIONS
 
@@ -242,7 +238,7 @@ def _pair_lr(hr: dict[str, Path], lr_dir: Path, scale: int) -> dict[str, Path]:
 def load_images(data_dir: Path, scale: int) -> list[ImageInput]:
     """The images of ``data_dir`` (HR/, optional LR/), read and checked (sizes, names) before any work."""
     from gensr.imresize import imresize, modcrop
-    from gensr.io import read_array
+    from gensr.io import read_array, rescale_pixels
 
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
@@ -254,14 +250,14 @@ def load_images(data_dir: Path, scale: int) -> list[ImageInput]:
     lr_files = _pair_lr(hr_files, lr_dir, scale) if lr_dir.is_dir() else {}
     images = []
     for stem, f in hr_files.items():
-        hr = modcrop(_to_uint8(read_array(f)), scale)
+        hr = modcrop(rescale_pixels(read_array(f), 8), scale)
         if hr.shape[0] < scale or hr.shape[1] < scale or hr.shape[0] < 11 + 2 * scale or hr.shape[1] < 11 + 2 * scale:
             raise GensrError(f"{f}: {hr.shape[1]}x{hr.shape[0]} after the mod-crop is too small for x{scale} and SSIM")
         lr_path = lr_files.get(stem)
         if lr_path is None:
             lr = imresize(hr, 1.0 / scale)
         else:
-            lr = _to_uint8(read_array(lr_path))
+            lr = rescale_pixels(read_array(lr_path), 8)
             want = (hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[2])
             if lr.shape != want:
                 raise GensrError(

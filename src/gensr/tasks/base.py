@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from gensr.config import from_dict
 from gensr.engine.config import RunConfig
-from gensr.engine.distributed import DistInfo, all_reduce_mean, unwrap
+from gensr.engine.distributed import DistInfo, all_reduce_mean, unwrap, wrap
 from gensr.engine.optim import build_adam, clip_gradients
 
 
@@ -105,6 +105,16 @@ class Task(abc.ABC):
         if self.use_channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def add_network(self, name: str, net: nn.Module, optimizer: bool = True) -> nn.Module:
+        """Register ``net`` as ``networks[name]``: moved to the task's device and memory format, wrapped for DDP
+        and (with ``optimizer``) given the run's Adam (:meth:`build_optimizer`). Returns the placed network,
+        unwrapped."""
+        net = self.memory_format(net.to(self.device))
+        self.networks[name] = wrap(net, self.dist)
+        if optimizer:
+            self.build_optimizer(name, net.parameters())
+        return net
 
     def build_optimizer(self, name: str, params: Iterable[Any]) -> Optimizer:
         """Adam for network ``name`` with the run's ``optim`` settings (and its per-network overrides)."""

@@ -63,7 +63,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,22 +72,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from gensr.config import check_at_least, check_finite
 from gensr.engine.config import RunConfig
-from gensr.engine.distributed import DistInfo, unwrap, wrap
+from gensr.engine.distributed import DistInfo, unwrap
 from gensr.errors import GensrError
-from gensr.losses.adversarial import AdversarialLoss, canonical_kind
+from gensr.losses.adversarial import AdversarialLoss
 from gensr.tasks.base import Task
-from gensr.tasks.gan import GANStep, float_stats
+from gensr.tasks.gan import GANStep, float_stats, loss_kind_option
 
 STAT_KEYS: tuple[str, ...] = (
     "loss", "g_loss", "ortho", "d_loss", "d_real", "d_fake", "g_sv_max", "g_sv_mean", "d_sv_max", "d_sv_mean",
 )  # fmt: skip
 MAX_EVAL_SAMPLES = 50_000
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> None:
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass
@@ -121,7 +116,7 @@ class GeneratorOptions:
 
     def __post_init__(self) -> None:
         if self.n_classes is not None:
-            _positive("n_classes", self.n_classes)
+            check_at_least("n_classes", self.n_classes)
         self.config(self.n_classes or 1)  # validates every field now, before any data is read
 
 
@@ -158,7 +153,7 @@ class DataOptions:
     def __post_init__(self) -> None:
         if not self.train:
             raise ValueError("train: the training data (class folders or .npz) is required")
-        _positive("batch_size", self.batch_size)
+        check_at_least("batch_size", self.batch_size)
 
 
 @dataclass
@@ -181,7 +176,7 @@ class EvalOptions:
     grid_classes: int = 20
 
     def __post_init__(self) -> None:
-        _positive("samples", self.samples)
+        check_at_least("samples", self.samples)
         if self.samples > MAX_EVAL_SAMPLES:
             raise ValueError(f"samples must be <= {MAX_EVAL_SAMPLES}, got {self.samples}")
         from gensr.inference.generation import check_truncation
@@ -190,10 +185,10 @@ class EvalOptions:
             check_truncation(self.truncation, self.truncation_mode)
         except GensrError as exc:
             raise ValueError(str(exc)) from None
-        _positive("ref_max", self.ref_max, 2)
-        _positive("standing_stats", self.standing_stats, 0)
+        check_at_least("ref_max", self.ref_max, 2)
+        check_at_least("standing_stats", self.standing_stats, 0)
         for name in ("batch_size", "grid_per_class", "grid_classes"):
-            _positive(name, getattr(self, name))
+            check_at_least(name, getattr(self, name))
 
 
 @dataclass
@@ -214,19 +209,14 @@ class BigGANOptions:
     eval: EvalOptions = field(default_factory=EvalOptions)
 
     def __post_init__(self) -> None:
-        try:
-            self.loss = canonical_kind(self.loss)
-        except GensrError as exc:
-            raise ValueError(f"loss: {exc}") from None
-        _positive("d_steps", self.d_steps)
-        _positive("accumulate", self.accumulate)
-        _positive("sv_log_every", self.sv_log_every, 0)
+        self.loss = loss_kind_option("loss", self.loss)
+        check_at_least("d_steps", self.d_steps)
+        check_at_least("accumulate", self.accumulate)
+        check_at_least("sv_log_every", self.sv_log_every, 0)
         if self.g_batch_size is not None:
-            _positive("g_batch_size", self.g_batch_size)
+            check_at_least("g_batch_size", self.g_batch_size)
         for name in ("ortho_beta", "gp_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            check_finite(name, getattr(self, name), 0.0)
         if self.loss == "rsgan" and self.g_batch_size not in (None, self.data.batch_size):
             raise ValueError("loss rsgan pairs real and fake samples: g_batch_size must equal data.batch_size")
         self.discriminator.config(self.generator, 1)  # D's fields checked now
@@ -286,12 +276,8 @@ class BigGANTask(Task):
             d = BigGANDiscriminator(o.discriminator.config(g_opts, n_classes))
         except ValueError as exc:
             raise GensrError(f"task.generator/discriminator: {exc}") from None
-        g = self.memory_format(g.to(self.device))
-        d = self.memory_format(d.to(self.device))
-        self.networks["g"] = wrap(g, dist)
-        self.networks["d"] = wrap(d, dist)
-        self.build_optimizer("g", g.parameters())
-        self.build_optimizer("d", d.parameters())
+        g = self.add_network("g", g)
+        d = self.add_network("d", d)
         self.gan = GANStep(self, AdversarialLoss(o.loss), o.gp_weight, compile_d=run.train.compile)
         self.ortho_params = [p for _, p in ortho_parameters(g)] if o.ortho_beta else []
         self.g_batch_size = o.g_batch_size or o.data.batch_size

@@ -33,7 +33,7 @@ from torch import nn
 
 from gensr.checkpoints.gensr_format import save_checkpoint
 from gensr.engine.config import RunConfig
-from gensr.engine.distributed import DistInfo, unwrap, wrap
+from gensr.engine.distributed import DistInfo, unwrap
 from gensr.errors import GensrError
 from gensr.models.registry import arch_of, build_model, model_config_dict
 from gensr.tasks.base import Task
@@ -121,8 +121,7 @@ class ClassifierTask(Task):
                 f"task.data.eval: {d.eval} has {self.eval_set.num_classes} classes of {self.eval_set.image_size} "
                 f"images, the training data {self.train_set.num_classes} of {self.train_set.image_size}"
             )
-        net = self.memory_format(build_classifier(options.model, self.train_set).to(self.device))
-        self.networks[NETWORK] = wrap(net, dist)
+        net = self.add_network(NETWORK, build_classifier(options.model, self.train_set), optimizer=False)
         self._build_optimizer(net)
 
     def _build_optimizer(self, net: nn.Module) -> None:

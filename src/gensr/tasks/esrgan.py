@@ -37,7 +37,6 @@ LR (nearest) | bicubic | PSNR model (the pretrained G, frozen) | GAN | GT to
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +45,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from gensr.config import check_at_least, check_finite
 from gensr.engine.config import RunConfig
-from gensr.engine.distributed import DistInfo, wrap
+from gensr.engine.distributed import DistInfo
 from gensr.errors import GensrError
-from gensr.losses.adversarial import AdversarialLoss, canonical_kind
+from gensr.losses.adversarial import AdversarialLoss
 from gensr.losses.perceptual import FeatureMatchingLoss, PerceptualLoss, resolve_layer_weights
 from gensr.losses.pixel import pixel_loss_fn
 from gensr.models.registry import build_model
-from gensr.tasks.gan import GANStep, float_stats
+from gensr.tasks.gan import GANStep, float_stats, loss_kind_option
 from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network, nearest_and_bicubic, side_by_side
 
 DISCRIMINATORS: tuple[str, ...] = ("vgg_discriminator", "unet_discriminator")
@@ -79,7 +79,7 @@ class PerceptualOptions:
             raise ValueError(f"kind must be one of {', '.join(PERCEPTUAL_KINDS)}, got {self.kind!r}")
         if self.kind != "vgg" and (self.layers is not None or self.weights_path):
             raise ValueError(f"layers and weights_path apply to kind vgg only (kind is {self.kind!r})")
-        _check_weight("weight", self.weight)
+        check_finite("weight", self.weight, 0.0)
         _check_loss_name("criterion", self.criterion)
         if self.kind == "vgg":
             try:
@@ -127,21 +127,12 @@ class ESRGANOptions(SRTaskOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            self.gan_type = canonical_kind(self.gan_type)
-        except GensrError as exc:
-            raise ValueError(f"gan_type: {exc}") from None
-        _check_weight("gan_weight", self.gan_weight)
-        _check_weight("pixel_weight", self.pixel_weight)
-        _check_weight("gp_weight", self.gp_weight)
+        self.gan_type = loss_kind_option("gan_type", self.gan_type)
+        check_finite("gan_weight", self.gan_weight, 0.0)
+        check_finite("pixel_weight", self.pixel_weight, 0.0)
+        check_finite("gp_weight", self.gp_weight, 0.0)
         _check_loss_name("pixel_loss", self.pixel_loss)
-        if self.grid_images < 0:
-            raise ValueError(f"grid_images must be >= 0, got {self.grid_images}")
-
-
-def _check_weight(name: str, value: Any) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_at_least("grid_images", self.grid_images, 0)
 
 
 def _check_loss_name(name: str, value: Any) -> None:
@@ -194,12 +185,8 @@ class ESRGANTask(SRTask):
             raise GensrError(f"task.discriminator: {exc}") from None
         gen = build_network(options.model, options.scale)
         self.psnr_net = self.memory_format(copy.deepcopy(gen).eval().requires_grad_(False).to(self.device))
-        gen = self.memory_format(gen.to(self.device))
-        disc = self.memory_format(disc.to(self.device))
-        self.networks["g"] = wrap(gen, dist)
-        self.networks["d"] = wrap(disc, dist)
-        self.build_optimizer("g", gen.parameters())
-        self.build_optimizer("d", disc.parameters())
+        gen = self.add_network("g", gen)
+        disc = self.add_network("d", disc)
         self.perceptual: nn.Module | None = None
         p = options.perceptual
         if p.kind == "vgg":

@@ -21,8 +21,18 @@ from typing import Any
 import torch
 
 from gensr.engine.distributed import unwrap
-from gensr.losses.adversarial import AdversarialLoss, gradient_penalty
+from gensr.errors import GensrError
+from gensr.losses.adversarial import AdversarialLoss, canonical_kind, gradient_penalty
 from gensr.tasks.base import Task
+
+
+def loss_kind_option(name: str, value: str) -> str:
+    """The canonical GAN loss name of the config field ``name`` (:func:`canonical_kind`); ValueError naming the
+    field when the kind is unknown (``from_dict`` then names the section)."""
+    try:
+        return canonical_kind(value)
+    except GensrError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class GANStep:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gensr.engine.config import RunConfig
-from gensr.engine.distributed import DistInfo, wrap
+from gensr.engine.distributed import DistInfo
 from gensr.errors import GensrError
 from gensr.losses.pixel import pixel_loss_fn
 from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network
@@ -39,9 +39,7 @@ class PSNRTask(SRTask):
     def __init__(self, options: PSNROptions, run: RunConfig, dist: DistInfo) -> None:
         super().__init__(options, run, dist)
         self.loss_fn = pixel_loss_fn(options.pixel_loss)
-        model = self.memory_format(build_network(options.model, options.scale).to(self.device))
-        self.networks["g"] = wrap(model, dist)
-        self.build_optimizer("g", model.parameters())
+        self.add_network("g", build_network(options.model, options.scale))
         self._step_fn = torch.compile(self._forward_loss) if run.train.compile else self._forward_loss
 
     def _forward_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

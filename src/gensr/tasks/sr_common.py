@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gensr.checkpoints.gensr_format import save_checkpoint
+from gensr.config import check_at_least
 from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo
 from gensr.errors import GensrError
@@ -60,12 +61,9 @@ class TrainData:
     def __post_init__(self) -> None:
         if not self.hr_dirs:
             raise ValueError("hr_dirs: at least one folder of HR training images is required")
-        if self.patch_size < 1:
-            raise ValueError(f"patch_size must be >= 1, got {self.patch_size}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_at_least("patch_size", self.patch_size)
+        check_at_least("batch_size", self.batch_size)
+        check_at_least("num_workers", self.num_workers, 0)
         if self.augment not in ("dihedral", "hflip", "none"):
             raise ValueError(f"augment must be dihedral, hflip or none, got {self.augment!r}")
 

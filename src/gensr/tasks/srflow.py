@@ -98,6 +98,7 @@ def is_linalg_failure(exc: BaseException) -> bool:
 def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
     """Initialise ``model.RRDB`` from ``source`` (any checkpoint the loader reads: an RRDBNet or an SRFlow)."""
     from gensr.checkpoints.loader import load_model
+    from gensr.checkpoints.srflow_official import rrdb_encoder_state
 
     where = "task.rrdb_pretrained"
     try:
@@ -119,7 +120,7 @@ def load_rrdb_weights(model: SRFlowNet, source: str) -> None:
             f"but the SRFlow encoder (task.model.config) needs {text(need)}"
         )
     try:
-        load_rrdb_encoder(model, state)
+        load_rrdb_encoder(model, rrdb_encoder_state(state))
     except GensrError as exc:
         raise GensrError(f"{where}: {source}: {exc}") from None
 
