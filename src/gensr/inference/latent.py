@@ -36,7 +36,6 @@ latents given to :func:`decode_latents` and an encoding that is not finite.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from gensr.inference.flow_sampling import (
     region_lr_psnr,
     resolve_seed,
 )
+from gensr.metrics.fidelity import lr_psnr_torch
 from gensr.nn.padding import pad_bottom_right, pad_to_multiple
 
 __all__ = [
@@ -694,14 +694,3 @@ def restore(
     for mode in modes:
         lat = normalize_latents(lat, mode, tau, gen)
     return _decode_pair(net, pair, lat)
-
-
-def lr_psnr_torch(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
-    """PSNR (dB, [0, 1] range, RGB, whole image) of the MATLAB-bicubic (torch path) downscale of ``sr``
-    against ``lr``; ``sr`` is cropped to ``scale`` x the LR size first."""
-    from gensr.imresize import imresize
-
-    h, w = lr.shape[-2:]
-    down = imresize(sr[..., : h * scale, : w * scale].double(), 1.0 / scale)
-    mse = float(((down - lr.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)

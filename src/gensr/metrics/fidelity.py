@@ -19,8 +19,12 @@ Conventions (see ``docs`` and the ESRGAN/SRFlow notes):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "rgb_to_y",
@@ -94,9 +98,7 @@ def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, y_channel: bool, ro
     return a, b
 
 
-def mse(
-    a: np.ndarray, b: np.ndarray, crop_border: int = 0, y_channel: bool = False, round_y: bool = False
-) -> float:
+def mse(a: np.ndarray, b: np.ndarray, crop_border: int = 0, y_channel: bool = False, round_y: bool = False) -> float:
     """Mean squared error on the 8-bit scale, over all pixels and channels (same options as :func:`psnr`)."""
     a, b = _prepare(a, b, crop_border, y_channel, round_y)
     return float(np.mean((a - b) ** 2))
@@ -146,9 +148,7 @@ def _ssim_2d(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
     sigma1_sq = _filter_valid(x * x, g) - mu1_sq
     sigma2_sq = _filter_valid(y * y, g) - mu2_sq
     sigma12 = _filter_valid(x * y, g) - mu1_mu2
-    ssim_map = ((2.0 * mu1_mu2 + c1) * (2.0 * sigma12 + c2)) / (
-        (mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2)
-    )
+    ssim_map = ((2.0 * mu1_mu2 + c1) * (2.0 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
     return float(ssim_map.mean())
 
 
@@ -205,7 +205,19 @@ def lr_psnr(
         lr = lr[:, :, None]
     if down.shape[:2] != lr.shape[:2]:
         raise ValueError(
-            f"SR downscaled by {scale} is {down.shape[1]}x{down.shape[0]}, "
-            f"but the LR is {lr.shape[1]}x{lr.shape[0]}"
+            f"SR downscaled by {scale} is {down.shape[1]}x{down.shape[0]}, but the LR is {lr.shape[1]}x{lr.shape[0]}"
         )
     return psnr(down, lr, crop_border=crop_border, y_channel=y_channel, round_y=round_y)
+
+
+def lr_psnr_torch(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> float:
+    """PSNR (dB, [0, 1] range, RGB, whole image) of the MATLAB-bicubic (torch float path, no uint8 rounding)
+    downscale of ``sr`` (1, 3, H, W) against ``lr`` (1, 3, h, w); ``sr`` is cropped to ``scale`` x the LR size
+    first. The tensor counterpart of :func:`lr_psnr` (which rounds to uint8 like NTIRE's ``measure.py``), for
+    checks on model outputs before they are written."""
+    from gensr.imresize import imresize
+
+    h, w = lr.shape[-2:]
+    down = imresize(sr[..., : h * scale, : w * scale].double(), 1.0 / scale)
+    mse = float(((down - lr.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
