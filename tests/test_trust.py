@@ -553,3 +553,18 @@ def test_a_model_config_that_contradicts_the_weights_is_one_line(srflow_other_ta
     assert not (tmp_path / "s").exists()
     code, err = run(["upscale", png(tmp_path / "a.png"), "-o", tmp_path / "a4.png", "--model-config", wrong], capsys)
     one_line(code, err, "gensr checkpoint holds its whole config")
+
+
+def test_overrides_may_follow_resume(tmp_path, hr_folder, capsys):
+    """`gensr train CONFIG --resume key=value` is `gensr train CONFIG key=value --resume` (the README's order);
+    an unknown option after them is still refused."""
+    cfg = train_config(tmp_path, hr_folder, total_iters=2)
+    assert main(["train", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--resume", "train.total_iters=4"]) == 0
+    err = capsys.readouterr().err
+    assert "resumed from" in err and "train.total_iters" in err
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == "iter_0000004.safetensors"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(cfg), "--resume", "train.total_iters=6", "--no-such-flag"])
+    assert exc.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err

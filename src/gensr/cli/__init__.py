@@ -152,13 +152,25 @@ def _let_gensr_limit_decide() -> None:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that a command whose module names a trailing list positional in
+    ``INTERMIXED`` (``gensr train CONFIG --resume key=value ...``) takes the words after its options too."""
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(importlib.import_module(_available()[args.command][0]), "INTERMIXED", None) if args.command else None
+    if extra and dest and not any(word.startswith("-") for word in extra):
+        setattr(args, dest, [*getattr(args, dest), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensr`` console script. Returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _handle_termination_signals()
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(load_command=command)
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2

@@ -12,6 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
+INTERMIXED = "overrides"  # `gensr train CONFIG --resume key=value ...` works like `... key=value --resume`
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML run config (see configs/)")
@@ -29,6 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _resume_value_as_override(args: argparse.Namespace) -> None:
+    """``--resume key=value`` (an override, not a file) means ``--resume`` and the override ``key=value``."""
+    import re
+
+    value = args.resume
+    if value and value != "auto" and re.match(r"^[A-Za-z_][\w.]*=", value) and not Path(value).exists():
+        args.resume = "auto"
+        args.overrides = [value, *args.overrides]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -38,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from gensr.errors import GensrError
     from gensr.tasks import get_task_class
 
+    _resume_value_as_override(args)
     cfg = load_run_config(args.config, args.overrides)
     try:
         task_class = get_task_class(cfg.task_kind)
