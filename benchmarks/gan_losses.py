@@ -3,15 +3,11 @@
 Checks the relativistic-GAN paper's CIFAR-10 claim (Jolicoeur-Martineau 2018: the relativistic and
 relativistic-average losses train better than their standard counterparts) on our data and our network. For
 each loss and seed one run of ``gensr train configs/biggan_cifar_cpu.yaml`` (a subprocess, one thread) with the
-same seed -- so the same initial weights, the same latent draws and the same real-data stream (read at another
-pace by the relativistic losses, see below) -- and the same number of iterations; only ``task.loss`` changes.
+same seed -- so the same initial weights, the same latent draws and the same real batches in the same order
+(a relativistic G update reuses the last D update's real batches, see :mod:`gensr.tasks.biggan`) -- and the same
+number of iterations; only ``task.loss`` changes.
 Losses (``--losses``): hinge, ns (non-saturating, the module's ``vanilla``), rsgan, rasgan, ralsgan, rahinge
 (any other name of :mod:`gensr.losses.adversarial` works too).
-
-Data order caveat: a relativistic loss takes one extra real batch per iteration for its G update (see
-:mod:`gensr.tasks.biggan`), so its D updates see different (later) batches of the same stream than the
-standard losses do, and it sees 1.5x the real images per iteration with 2 D steps. Within each group the
-order is identical.
 
 Overrides per run: ``task.loss``, ``seed``, ``train.total_iters`` (``--iters``), ``train.eval_every``,
 ``task.generator.ch`` = ``task.discriminator.ch`` (``--ch``), ``task.data.batch_size``, ``task.d_steps``,
@@ -387,7 +383,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"Note: {NOT_COMPARABLE} acc = classifier accuracy for the conditioned class (chance 0.1); cFD = "
         "classifier-FD (lower is better). Collapse flags: see the docstring of benchmarks/gan_losses.py. "
-        "Relativistic losses take one extra real batch per iteration (G's update), so their D sees other batches.",
+        "Every loss reads the same real batches (a relativistic G update reuses the last D update's).",
     ]
     return "\n".join(lines)
 

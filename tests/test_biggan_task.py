@@ -87,7 +87,7 @@ def test_batches_per_step(tmp_path, shapes):
     cfg = biggan_config(tmp_path, shapes)
     assert make_task(cfg, "task.d_steps=2", "task.accumulate=2").batches_per_step == 4
     assert make_task(cfg, "task.d_steps=4", "task.accumulate=1").batches_per_step == 4
-    assert make_task(cfg, "task.d_steps=2", "task.accumulate=3", "task.loss=rahinge").batches_per_step == 9
+    assert make_task(cfg, "task.d_steps=2", "task.accumulate=3", "task.loss=rahinge").batches_per_step == 6
 
 
 # ---------------------------------------------------------------------------------------------- the step
@@ -121,7 +121,9 @@ def test_one_iteration_pulls_its_batches_and_freezes_d_in_the_g_part(tmp_path, s
     task = make_task(biggan_config(tmp_path, shapes), "task.g_batch_size=6", "task.loss=rahinge")
     d = unwrap(task.networks["d"])
     calls: list[tuple[int, bool]] = []
+    inputs: list[torch.Tensor] = []
     d.register_forward_pre_hook(lambda m, args: calls.append((args[0].shape[0], d.linear.weight.requires_grad)))
+    d.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
     pulled = []
     source = task.train_data(0, 0, 0, 1)
 
@@ -131,10 +133,12 @@ def test_one_iteration_pulls_its_batches_and_freezes_d_in_the_g_part(tmp_path, s
             yield batch
 
     stats = task.train_step(counting())
-    assert stats["skipped"] == 0 and len(pulled) == task.batches_per_step == 2 * 2 + 2
+    assert stats["skipped"] == 0 and len(pulled) == task.batches_per_step == 2 * 2
     d_part = [(8, True)] * 8  # 2 D steps x 2 sub-batches x (real, fake), D trainable
-    g_part = [(8, False), (6, False)] * 2  # per sub-batch: a fresh real batch (relativistic) and the fake, D frozen
+    g_part = [(8, False), (6, False)] * 2  # per sub-batch: a real batch (relativistic) and the fake, D frozen
     assert calls == d_part + g_part
+    # G's relativistic term pairs each fake sub-batch with the real sub-batch of the last D update
+    assert torch.equal(inputs[8], inputs[4]) and torch.equal(inputs[10], inputs[6])
     assert all(p.requires_grad for p in d.parameters())
     assert {"loss", "g_loss", "ortho", "d_loss", "g_sv_max", "d_sv_mean"} <= set(stats)
     assert stats["ortho"] > 0 and abs(stats["loss"] - stats["g_loss"] - stats["ortho"]) < 1e-5

@@ -23,11 +23,13 @@ One iteration (``train_step``), following BigGAN-PyTorch's ``train_fns.GAN_train
    statistics move, as there), and D's backward through :class:`gensr.tasks.gan.GANStep` (separate real and
    fake forwards, gradient penalty for wgan-gp) with ``loss_scale = 1 / accumulate``; then Adam.
 2. One G update, D frozen: ``accumulate`` sub-batches of ``g_batch_size`` fresh z and classes (plus, for the
-   relativistic losses, the next real batch, whose D output is a constant), loss / accumulate; the orthogonal
-   regulariser is added once, with the last sub-batch; then Adam.
+   relativistic losses, the real sub-batch of the last D update at the same position, whose D output is a
+   constant: as ESRGAN/BasicSR and the relativistic-GAN paper's code pair G's step with the iteration's real
+   batch), loss / accumulate; the orthogonal regulariser is added once, with the last sub-batch; then Adam.
 
 Real images are mapped from [0, 1] to G's [-1, 1]. ``batches_per_step`` (data batches per iteration) is
-``d_steps * accumulate`` (+ ``accumulate`` for relativistic losses), so a resumed run sees the same batches.
+``d_steps * accumulate`` for every loss, so a resumed run sees the same batches and runs with different losses
+read the same data stream.
 z and classes come from a task-owned CPU generator (seed + rank) saved with the training state.
 
 Non-finite guard: before the first update of an iteration the task keeps a copy of what the iteration can
@@ -281,7 +283,8 @@ class BigGANTask(Task):
         self.gan = GANStep(self, AdversarialLoss(o.loss), o.gp_weight, compile_d=run.train.compile)
         self.ortho_params = [p for _, p in ortho_parameters(g)] if o.ortho_beta else []
         self.g_batch_size = o.g_batch_size or o.data.batch_size
-        self.batches_per_step = o.d_steps * o.accumulate + (o.accumulate if o.relativistic else 0)
+        self.batches_per_step = o.d_steps * o.accumulate
+        self._last_real: list[tuple[torch.Tensor, torch.Tensor]] = []  # the last D update's real sub-batches
         self.rng = torch.Generator().manual_seed(run.seed * 1009 + dist.rank)
         self.iteration = 0
         self._pulled = 0  # real batches taken in the current iteration
@@ -340,8 +343,10 @@ class BigGANTask(Task):
         o, d, g_bare = self.options, self.networks["d"], unwrap(self.networks["g"])
         opt = self.optimizers["d"]
         opt.zero_grad(set_to_none=True)
+        self._last_real = []
         for j in range(o.accumulate):
             real, y_real = self._real(batches)
+            self._last_real.append((real, y_real))
             z, y_fake = self._latents(real.shape[0])
             with torch.no_grad(), self.autocast():
                 fake = g_bare(z, y_fake)
@@ -365,7 +370,7 @@ class BigGANTask(Task):
         with self.gan.frozen_discriminator():
             for j in range(o.accumulate):
                 z, y_fake = self._latents(self.g_batch_size)
-                real, y_real = self._real(batches) if o.relativistic else (None, None)
+                real, y_real = self._last_real[j] if o.relativistic else (None, None)
                 with _no_sync(g, j < o.accumulate - 1):
                     with self.autocast():
                         fake = g(z, y_fake)
