@@ -58,3 +58,18 @@ def test_shipped_esrgan_invents_no_colour(datasets_dir):
         psnr, gan = gensr.upscale(lr, model="default"), gensr.upscale(lr, model="esrgan")
         worst[image] = invented_chroma_fraction(gan, psnr, gt, crop_border=4)
     assert max(worst.values()) <= MAX_INVENTED, worst
+
+
+def test_chroma_loss_ignores_luma_and_measures_colour():
+    import torch
+
+    from gensr.losses.pixel import chroma_l1_loss
+
+    gray = torch.rand(2, 1, 5, 6, generator=torch.Generator().manual_seed(0)).expand(2, 3, 5, 6)
+    assert float(chroma_l1_loss(gray, gray * 0.5 + 0.2)) < 1e-7  # a luma change only: no chroma loss
+    red = torch.zeros(1, 3, 2, 2)
+    red[:, 0] = 1.0
+    expected = (37.797 + 112.0) / 2 / 255  # |Cb| and |Cr| of pure red against black, averaged
+    assert float(chroma_l1_loss(red, torch.zeros_like(red))) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="RGB"):
+        chroma_l1_loss(gray[:, :1], gray[:, :1])

@@ -4,6 +4,9 @@
 - ``mse`` (alias ``l2``): mean (x - y)^2
 - ``charbonnier``: mean sqrt((x - y)^2 + eps^2), eps 1e-3 (the LapSRN convention; BasicSR instead adds
   eps = 1e-12 under the square root without squaring it)
+
+and :func:`chroma_l1_loss`, the L1 distance of the BT.601 chroma planes only (a GAN's colour term: it ties the
+output's colour to the target's and leaves its luma free for texture).
 """
 
 from __future__ import annotations
@@ -41,6 +44,20 @@ def charbonnier_loss(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> tor
     _check(x, y)
     d = x.float() - y.float()
     return torch.sqrt(d * d + eps * eps).mean()
+
+
+# MATLAB rgb2ycbcr's Cb and Cr rows for RGB in [0, 1], giving chroma on the same [0, 1] scale (offsets dropped)
+_CBCR_ROWS = torch.tensor([[-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+
+
+def chroma_l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean |CbCr(x) - CbCr(y)| in float32 over (N, 3, H, W) RGB images in [0, 1] (BT.601 chroma, [0, 1] scale)."""
+    _check(x, y)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"chroma loss: expected (N, 3, H, W) RGB, got {tuple(x.shape)}")
+    rows = _CBCR_ROWS.to(x.device)
+    d = torch.einsum("kc,nchw->nkhw", rows, x.float() - y.float())
+    return d.abs().mean()
 
 
 def pixel_loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -5,8 +5,12 @@ discriminator trained from scratch, ``task.discriminator``; its optimiser settin
 overrides of ``optim.networks.d``). Generator loss, with ESRGAN's weights
 as defaults::
 
-    L_G = perceptual.weight * L_percep + gan_weight * L_G^adv + pixel_weight * L_pixel
+    L_G = perceptual.weight * L_percep + gan_weight * L_G^adv + pixel_weight * L_pixel [+ chroma_weight * L_chroma]
         = 1 * L1(VGG19 conv5_4) + 5e-3 * RaGAN + 1e-2 * L1
+
+``chroma_weight`` (default 0, not in the paper) adds the L1 distance of the BT.601 chroma planes of output and
+HR (:func:`gensr.losses.pixel.chroma_l1_loss`): it holds the output's colours to the target's where a small G
+against a fresh D paints colour speckle on fine achromatic texture, and leaves luma to the GAN.
 
 One iteration follows the reference (BasicSR ``ESRGANModel.optimize_parameters``), with the shared GAN mechanics
 of :mod:`gensr.tasks.gan`:
@@ -26,7 +30,7 @@ file, ``weights_path`` or $GENSR_VGG19_WEIGHTS), ``feature_matching`` (L1 betwee
 fake and real, no extra weights needed) or ``none``.
 
 Logged scalars (G terms are the weighted contributions, so ``loss = g_pixel + g_percep + g_gan``):
-``loss``, ``g_pixel``, ``g_percep``, ``g_gan``, ``d_loss``, ``d_real``/``d_fake`` (mean D logits of the
+``loss``, ``g_pixel``, ``g_percep``, ``g_gan``, ``g_chroma``, ``d_loss``, ``d_real``/``d_fake`` (mean D logits of the
 D part), ``skipped``.
 
 Validation also writes, for the first ``grid_images`` validation images, a grid
@@ -51,14 +55,14 @@ from gensr.engine.distributed import DistInfo
 from gensr.errors import GensrError
 from gensr.losses.adversarial import AdversarialLoss
 from gensr.losses.perceptual import FeatureMatchingLoss, PerceptualLoss, resolve_layer_weights
-from gensr.losses.pixel import pixel_loss_fn
+from gensr.losses.pixel import chroma_l1_loss, pixel_loss_fn
 from gensr.models.registry import build_model
 from gensr.tasks.gan import GANStep, float_stats, loss_kind_option
 from gensr.tasks.sr_common import SRTask, SRTaskOptions, build_network, nearest_and_bicubic, side_by_side
 
 DISCRIMINATORS: tuple[str, ...] = ("vgg_discriminator", "unet_discriminator")
 PERCEPTUAL_KINDS: tuple[str, ...] = ("vgg", "feature_matching", "none")
-STAT_KEYS: tuple[str, ...] = ("loss", "g_pixel", "g_percep", "g_gan", "d_loss", "d_real", "d_fake")
+STAT_KEYS: tuple[str, ...] = ("loss", "g_pixel", "g_percep", "g_gan", "g_chroma", "d_loss", "d_real", "d_fake")
 
 
 @dataclass
@@ -119,6 +123,7 @@ class ESRGANOptions(SRTaskOptions):
     gan_weight: float = 5e-3
     pixel_weight: float = 1e-2
     pixel_loss: str = "l1"
+    chroma_weight: float = 0.0
     perceptual: PerceptualOptions = field(default_factory=PerceptualOptions)
     discriminator: DiscriminatorOptions = field(default_factory=DiscriminatorOptions)
     detach_opposite_mean: bool = False
@@ -130,6 +135,7 @@ class ESRGANOptions(SRTaskOptions):
         self.gan_type = loss_kind_option("gan_type", self.gan_type)
         check_finite("gan_weight", self.gan_weight, 0.0)
         check_finite("pixel_weight", self.pixel_weight, 0.0)
+        check_finite("chroma_weight", self.chroma_weight, 0.0)
         check_finite("gp_weight", self.gp_weight, 0.0)
         _check_loss_name("pixel_loss", self.pixel_loss)
         check_at_least("grid_images", self.grid_images, 0)
@@ -219,17 +225,19 @@ class ESRGANTask(SRTask):
             zero = torch.zeros((), device=self.device)
             g_pixel = opts.pixel_weight * self.pixel_fn(fake.float(), hr.float()) if opts.pixel_weight else zero
             g_gan = opts.gan_weight * self.gan.generator_loss(real_logits, fake_logits) if opts.gan_weight else zero
+            g_chroma = opts.chroma_weight * chroma_l1_loss(fake.float(), hr.float()) if opts.chroma_weight else zero
             g_percep = zero
             if self._vgg is not None and opts.perceptual.weight:
                 with self.autocast():
                     g_percep = opts.perceptual.weight * self._vgg(fake, hr).float()
             elif fm and opts.perceptual.weight:
                 g_percep = opts.perceptual.weight * self.perceptual(real_feats, fake_feats).float()
-            total = g_pixel + g_percep + g_gan
+            total = g_pixel + g_percep + g_gan + g_chroma
             if not self.all_finite(total):
                 return None
             total.backward()
-        return fake.detach(), {"loss": total, "g_pixel": g_pixel, "g_percep": g_percep, "g_gan": g_gan}
+        terms = {"loss": total, "g_pixel": g_pixel, "g_percep": g_percep, "g_gan": g_gan, "g_chroma": g_chroma}
+        return fake.detach(), terms
 
     def train_step(self, batches: Iterator[Any]) -> dict[str, float]:
         lr, hr = self.next_pair(batches)
