@@ -253,11 +253,10 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, g_file, capsys, args, messag
     assert not out.exists()
 
 
-def test_cli_without_a_model_names_the_missing_shipped_generator(tmp_path, capsys):
-    from gensr.checkpoints.shipped import shipped_dir
+def test_cli_without_a_model_names_the_missing_shipped_generator(tmp_path, capsys, monkeypatch):
+    import gensr.checkpoints.shipped as shipped
 
-    if (shipped_dir() / "biggan_cifar.safetensors").is_file():
-        pytest.skip("the shipped biggan_cifar is installed")
+    monkeypatch.setattr(shipped, "shipped_dir", lambda: tmp_path / "no_models")  # an installation without it
     assert main(["generate", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "biggan_cifar" in err and "not installed" in err

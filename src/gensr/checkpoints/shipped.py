@@ -17,6 +17,7 @@ SHIPPED: dict[str, str] = {
     "esrgan": "esrgan_x4.safetensors",
     "srflow": "srflow_x4.safetensors",
     "cifar_classifier": "cifar_classifier.safetensors",
+    "biggan_cifar": "biggan_cifar.safetensors",
 }
 
 # shipped model name -> what it is (the ``kind`` its file declares): commands list only the names they accept
@@ -26,6 +27,7 @@ SHIPPED_KINDS: dict[str, str] = {
     "esrgan": "sr",
     "srflow": "flow-sr",
     "cifar_classifier": "classifier",
+    "biggan_cifar": "generator",
 }
 
 

@@ -98,22 +98,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _model_path(name: str | None) -> tuple[str, Path]:
-    """(name, file) of ``--model``; the default is the shipped CIFAR-10 generator (until it is in
-    ``checkpoints.shipped.SHIPPED``, its file is looked up directly)."""
-    from gensr.checkpoints.shipped import SHIPPED, resolve_model_path, shipped_dir
+    """(name, file) of ``--model``; the default is the shipped CIFAR-10 generator."""
+    from gensr.checkpoints.shipped import resolve_model_path
 
-    if name is not None and (name != DEFAULT_MODEL or DEFAULT_MODEL in SHIPPED):
-        return name, resolve_model_path(name)
-    path = shipped_dir() / f"{DEFAULT_MODEL}.safetensors"
-    if DEFAULT_MODEL in SHIPPED:
-        path = shipped_dir() / SHIPPED[DEFAULT_MODEL]
-    if not path.is_file():
-        lead = f"{DEFAULT_MODEL}: the shipped" if name else f"no --model given and the shipped {DEFAULT_MODEL}"
-        raise GensrError(
-            f"{lead} generator is not installed yet ({path} missing; train one with configs/biggan_cifar_cpu.yaml "
-            "and pass --model runs/<name>/model.safetensors)"
-        )
-    return DEFAULT_MODEL, path
+    name = name or DEFAULT_MODEL
+    return name, resolve_model_path(name)
 
 
 def _plan(args: argparse.Namespace, classes: list[int], res: int) -> dict[str, Path]:
