@@ -102,9 +102,7 @@ def test_loss_values_by_hand(kind, d_expected, g_expected):
 @pytest.mark.parametrize("kind, d_expected, g_expected", EXPECTED)
 def test_detaching_the_opposite_mean_keeps_values(kind, d_expected, g_expected):
     r, f = logits()
-    assert AdversarialLoss(kind, detach_opposite_mean=True).d_loss(r, f).item() == pytest.approx(
-        d_expected, rel=1e-6
-    )
+    assert AdversarialLoss(kind, detach_opposite_mean=True).d_loss(r, f).item() == pytest.approx(d_expected, rel=1e-6)
 
 
 def test_relativistic_flags_and_names():

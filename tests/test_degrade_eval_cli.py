@@ -17,9 +17,7 @@ SET5 = ("baby", "bird", "butterfly", "head", "woman")
 
 
 def gensr(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gensr", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "gensr", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -47,9 +45,7 @@ def _random_image(h: int, w: int, c: int = 3, seed: int = 0, dtype=np.uint8) -> 
 # ------------------------------------------------------------------ degrade on the benchmark files
 
 
-@pytest.mark.parametrize(
-    "folder,padding", [("LR_bicubic", "symmetric"), ("LR_bicubic_selfexsr", "replicate")]
-)
+@pytest.mark.parametrize("folder,padding", [("LR_bicubic", "symmetric"), ("LR_bicubic_selfexsr", "replicate")])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_degrade_reproduces_set5_lr_bitexactly(datasets_dir, tmp_path, scale, folder, padding):
     hr_dir = datasets_dir / "Set5" / "HR"

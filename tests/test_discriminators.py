@@ -58,8 +58,7 @@ def test_vgg_key_layout_is_basicsr_v1():
         for j in (0, 1):
             names.append(f"conv{i}_{j}.weight")
             names += [
-                f"bn{i}_{j}.{k}"
-                for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+                f"bn{i}_{j}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
             ]
     names += ["linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"]
     assert keys == names
@@ -178,9 +177,7 @@ class _Ref2018D(nn.Module):
             self.features = nn.Sequential(*[nn.Sequential(*b) for b in blocks])
         else:
             self.features = nn.Sequential(*[m for b in blocks for m in b])
-        self.classifier = nn.Sequential(
-            nn.Linear(8 * nf * 4 * 4, 100), nn.LeakyReLU(0.2, True), nn.Linear(100, 1)
-        )
+        self.classifier = nn.Sequential(nn.Linear(8 * nf * 4 * 4, 100), nn.LeakyReLU(0.2, True), nn.Linear(100, 1))
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))

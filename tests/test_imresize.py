@@ -72,9 +72,7 @@ def test_modcrop_numpy_and_torch():
 def test_set5_lr_bicubic_bit_exact(datasets_dir, scale):
     for name in NAMES:
         hr = modcrop(np.array(Image.open(datasets_dir / "Set5/HR" / f"{name}.png").convert("RGB")), scale)
-        ref = np.array(
-            Image.open(datasets_dir / f"Set5/LR_bicubic/X{scale}/{name}x{scale}.png").convert("RGB")
-        )
+        ref = np.array(Image.open(datasets_dir / f"Set5/LR_bicubic/X{scale}/{name}x{scale}.png").convert("RGB"))
         np.testing.assert_array_equal(imresize(hr, 1 / scale), ref, err_msg=f"{name} x{scale}")
 
 
@@ -84,6 +82,4 @@ def test_set5_selfexsr_replicate_bit_exact(datasets_dir, scale):
         hr = modcrop(np.array(Image.open(datasets_dir / "Set5/HR" / f"{name}.png").convert("RGB")), scale)
         path = datasets_dir / f"Set5/LR_bicubic_selfexsr/X{scale}/{name}x{scale}.png"
         ref = np.array(Image.open(path).convert("RGB"))
-        np.testing.assert_array_equal(
-            imresize(hr, 1 / scale, padding="replicate"), ref, err_msg=f"{name} x{scale}"
-        )
+        np.testing.assert_array_equal(imresize(hr, 1 / scale, padding="replicate"), ref, err_msg=f"{name} x{scale}")

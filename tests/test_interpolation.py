@@ -74,9 +74,7 @@ def test_blend_endpoints_are_exact_and_midpoint_is_the_mean():
     for k, v in mid.items():
         torch.testing.assert_close(v, (a[k] + b[k]) / 2, atol=1e-7, rtol=0)
     blend = interpolate_state_dicts(a, b, 0.8)
-    torch.testing.assert_close(
-        blend["conv_first.weight"], 0.2 * a["conv_first.weight"] + 0.8 * b["conv_first.weight"]
-    )
+    torch.testing.assert_close(blend["conv_first.weight"], 0.2 * a["conv_first.weight"] + 0.8 * b["conv_first.weight"])
 
 
 def test_half_tensors_are_blended_in_float32_and_cast_back():

@@ -144,11 +144,7 @@ def _imresize_numpy(img: np.ndarray, scale, size, antialias: bool, padding: str)
         if x.shape[dim] == out_hw[dim] and scales[dim] == 1.0:
             continue
         m = _weight_matrix(x.shape[dim], out_hw[dim], scales[dim], antialias, padding)
-        x = (
-            np.tensordot(m, x, axes=([1], [0]))
-            if dim == 0
-            else np.moveaxis(np.tensordot(m, x, axes=([1], [1])), 0, 1)
-        )
+        x = np.tensordot(m, x, axes=([1], [0])) if dim == 0 else np.moveaxis(np.tensordot(m, x, axes=([1], [1])), 0, 1)
         if integer:
             x = _round_saturate(x, in_dtype)
     return x.astype(in_dtype) if integer else x
@@ -167,9 +163,9 @@ def _imresize_torch(img: torch.Tensor, scale, size, antialias: bool, padding: st
         axis = x.dim() - 2 + dim
         if x.shape[axis] == out_hw[dim] and scales[dim] == 1.0:
             continue
-        m = torch.from_numpy(
-            np.array(_weight_matrix(x.shape[axis], out_hw[dim], scales[dim], antialias, padding))
-        ).to(device=x.device, dtype=x.dtype)
+        m = torch.from_numpy(np.array(_weight_matrix(x.shape[axis], out_hw[dim], scales[dim], antialias, padding))).to(
+            device=x.device, dtype=x.dtype
+        )
         if dim == 0:
             x = torch.matmul(m, x)  # (out_h, H) @ (..., H, W)
         else:

@@ -69,9 +69,7 @@ def save_checkpoint(
     return write_bytes_atomic(path, save(tensors, metadata=header), overwrite=overwrite)
 
 
-def cast_state_dict(
-    sd: dict[str, torch.Tensor], dtype_name: str | None, source: str
-) -> dict[str, torch.Tensor]:
+def cast_state_dict(sd: dict[str, torch.Tensor], dtype_name: str | None, source: str) -> dict[str, torch.Tensor]:
     """Float tensors cast to ``dtype_name`` (fp32/fp16/bf16 or None = unchanged); GensrError on overflow."""
     if dtype_name is None:
         return sd

@@ -170,9 +170,7 @@ def _torch_load(path: Path) -> Any:
 
 def _unwrap(obj: Any, path: Path, info: dict[str, Any]) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
-        raise GensrError(
-            f"{path}: not a checkpoint (holds a {type(obj).__name__}, expected a dict of tensors)"
-        )
+        raise GensrError(f"{path}: not a checkpoint (holds a {type(obj).__name__}, expected a dict of tensors)")
     for _ in range(8):  # wrappers nest a few levels at most
         if _all_tensors(obj):
             break
@@ -414,9 +412,7 @@ def describe(path: str | os.PathLike, config: ConfigSource = None) -> dict[str, 
     for derived in ("unshuffle",):
         if hasattr(cfg, derived) and derived not in hyper:
             hyper[derived] = getattr(cfg, derived)
-    dtypes = sorted(
-        {str(t.dtype).replace("torch.", "") for t in ck.state_dict.values() if t.is_floating_point()}
-    )
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in ck.state_dict.values() if t.is_floating_point()})
     out: dict[str, Any] = {
         "file": str(ck.path),
         "layout": ck.layout,

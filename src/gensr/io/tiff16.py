@@ -322,5 +322,3 @@ def _encode_tiff16(
     head = (b"II" if e == "<" else b"MM") + struct.pack(e + "HI", 42, ifd_offset)
     body = b"".join(s + (b"\x00" if len(s) & 1 else b"") for s in strips)
     return head + body + bytes(ifd) + bytes(extra)
-
-

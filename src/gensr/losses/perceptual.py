@@ -75,9 +75,7 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if output.shape != target.shape:
-            raise ValueError(
-                f"perceptual loss: output {tuple(output.shape)} and target {tuple(target.shape)} differ"
-            )
+            raise ValueError(f"perceptual loss: output {tuple(output.shape)} and target {tuple(target.shape)} differ")
         fake = self.vgg(output)
         with torch.no_grad():
             real = self.vgg(target.detach())
@@ -99,9 +97,7 @@ class FeatureMatchingLoss(nn.Module):
         self.criterion_name = str(criterion)
         self.criterion = pixel_loss_fn(criterion)
 
-    def forward(
-        self, real_features: Sequence[torch.Tensor], fake_features: Sequence[torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, real_features: Sequence[torch.Tensor], fake_features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(real_features) != len(fake_features) or not real_features:
             raise ValueError(
                 f"feature matching: got {len(real_features)} real and {len(fake_features)} fake feature maps"

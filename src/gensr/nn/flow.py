@@ -150,11 +150,7 @@ class Squeeze2d(FlowLayer):
         n, c, h, w = x.shape
         if h % f or w % f:
             raise ValueError(f"Squeeze2d: spatial size {h}x{w} is not divisible by {f}")
-        y = (
-            x.reshape(n, c, h // f, f, w // f, f)
-            .permute(0, 1, 3, 5, 2, 4)
-            .reshape(n, c * f * f, h // f, w // f)
-        )
+        y = x.reshape(n, c, h // f, f, w // f, f).permute(0, 1, 3, 5, 2, 4).reshape(n, c * f * f, h // f, w // f)
         return y, _zeros_logdet(x)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -401,9 +397,7 @@ class InvertibleConv1x1LU(_InvConvBase):
 class Conv2dZeros(nn.Conv2d):
     """Zero-initialised "same" conv, output scaled by ``exp(logscale_factor * logs)``, logs (C_out, 1, 1)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, logscale_factor: float = 3.0
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, logscale_factor: float = 3.0):
         super().__init__(in_channels, out_channels, kernel_size, 1, kernel_size // 2)
         self.logscale_factor = float(logscale_factor)
         self.logs = nn.Parameter(torch.zeros(out_channels, 1, 1))
@@ -473,9 +467,7 @@ class CondAffineSeparatedAndCond(FlowLayer):
         self.min_scale = float(min_scale)
         self.channels_for_nn = self.in_channels // 2
         self.channels_for_co = self.in_channels - self.channels_for_nn
-        self.fAffine = coupling_net(
-            self.channels_for_nn + self.cond_channels, 2 * self.channels_for_co, hidden
-        )
+        self.fAffine = coupling_net(self.channels_for_nn + self.cond_channels, 2 * self.channels_for_co, hidden)
         self.fFeatures = coupling_net(self.cond_channels, 2 * self.in_channels, hidden)
 
     def _scale_shift(self, h: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
