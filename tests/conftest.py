@@ -25,6 +25,18 @@ def datasets_dir() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny random x4 RRDBNet (nf 8, nb 1, gc 4) saved as a gensr checkpoint."""
+    from gensr.checkpoints.gensr_format import save_checkpoint
+    from gensr.models.registry import build_model, model_config_dict
+
+    net = build_model("rrdbnet", {"nf": 8, "nb": 1, "gc": 4})
+    path = tmp_path_factory.mktemp("ck") / "tiny.safetensors"
+    save_checkpoint(path, net.state_dict(), "rrdbnet", model_config_dict(net))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

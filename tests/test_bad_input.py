@@ -12,17 +12,8 @@ import torch
 import yaml
 from PIL import Image
 
-from gensr.checkpoints.gensr_format import save_checkpoint
 from gensr.cli import main
-from gensr.models.registry import build_model, model_config_dict
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    net = build_model("rrdbnet", {"nf": 8, "nb": 1, "gc": 4})
-    path = tmp_path_factory.mktemp("ck") / "tiny.safetensors"
-    save_checkpoint(path, net.state_dict(), "rrdbnet", model_config_dict(net))
-    return path
+from gensr.models.registry import build_model
 
 
 def good_png(path: Path, mode: str = "RGB") -> Path:

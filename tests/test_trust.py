@@ -52,14 +52,6 @@ def png(path: Path, seed: int = 0, size: tuple[int, int] = (12, 10)) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    net = build_model("rrdbnet", {"nf": 8, "nb": 1, "gc": 4})
-    path = tmp_path_factory.mktemp("ck") / "tiny.safetensors"
-    save_checkpoint(path, net.state_dict(), "rrdbnet", model_config_dict(net))
-    return path
-
-
-@pytest.fixture(scope="module")
 def hr_folder(tmp_path_factory) -> Path:
     return write_smooth_images(tmp_path_factory.mktemp("hr"), seed=2)
 
