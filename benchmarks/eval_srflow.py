@@ -15,6 +15,10 @@ back to gray, as ``gensr sample`` does. Figures are means over the images of a s
 
     python benchmarks/eval_srflow.py --model srflow                  # prints a Markdown table
     python benchmarks/eval_srflow.py --model run/model.safetensors --sets Set5 --json scores.json
+
+Parallel shards (image i of a set goes to shard i mod N and keeps seed i, so the merged table is the one a single
+run gives): run ``--shard 0/2 --json a.json`` and ``--shard 1/2 --json b.json`` at the same time, then
+``--merge a.json b.json``.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ def evaluate(
     samples: int,
     batch_size: int,
     bp: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
+    """Per-set results: ``images``, ``seconds``, per-image ``rows`` (with ``image`` and ``seed``), their means."""
     sampler = FlowSampler(model, batch_size=batch_size)
     if sampler.scale != scale:
         raise SystemExit(f"{model}: an x{sampler.scale} model, but --scale is {scale}")
@@ -93,11 +99,46 @@ def evaluate(
         rows = []
         t0 = time.perf_counter()
         for i, path in enumerate(sorted((root / name / "HR").glob("*.png"))):
+            if i % shard[1] != shard[0]:
+                continue
             hr = modcrop(read_array(path), scale)
-            rows.append(evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp))
-        results[name] = {"images": len(rows), "seconds": time.perf_counter() - t0}
-        results[name].update({k: float(np.mean([r[k] for r in rows])) for k in rows[0]})
+            row = evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp)
+            rows.append({"image": path.stem, "seed": i, **row})
+        results[name] = summarise(rows, time.perf_counter() - t0)
     return results
+
+
+def summarise(rows: list[dict], seconds: float) -> dict:
+    """Means over per-image rows (as :func:`evaluate_image` returns, plus ``image`` and ``seed``)."""
+    keys = [k for k in rows[0] if k not in ("image", "seed")]
+    out: dict = {"images": len(rows), "seconds": seconds, "rows": rows}
+    out.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
+    return out
+
+
+def merge(paths: list[Path]) -> dict:
+    """Joins the JSON files of ``--shard`` runs into one result; refuses overlapping or mixed shards."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    if any(part.get("_settings") != parts[0].get("_settings") for part in parts):
+        raise SystemExit("--merge: the files were made with different settings")
+    merged: dict = {"_settings": parts[0].get("_settings")}
+    for name in [k for k in parts[0] if not k.startswith("_")]:
+        rows = [row for part in parts for row in part[name]["rows"]]
+        if len({row["seed"] for row in rows}) != len(rows):
+            raise SystemExit(f"--merge: {name} has an image in more than one file")
+        merged[name] = summarise(sorted(rows, key=lambda r: r["seed"]), sum(p[name]["seconds"] for p in parts))
+    return merged
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard: expected K/N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard: need 0 <= K < N, got {text!r}")
+    return k, n
 
 
 def main() -> None:
@@ -111,17 +152,29 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=10, help="decoder passes per forward")
     ap.add_argument("--lr-consistency", type=int, default=5, metavar="K", help="back-projection passes (0 = off)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--shard", default="0/1", metavar="K/N", help="evaluate images i with i mod N == K (seed i)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON", help="print the table of --shard runs' files")
     args = ap.parse_args()
-    res = evaluate(
-        args.model,
-        args.datasets,
-        args.sets,
-        args.scale,
-        args.temperature,
-        args.samples,
-        args.batch_size,
-        args.lr_consistency,
-    )
+    settings = [str(args.model), args.scale, args.temperature, args.samples, args.lr_consistency]
+    if args.merge:
+        res = merge(args.merge)
+        args.model, args.scale, args.temperature, args.samples, args.lr_consistency = res["_settings"]
+    else:
+        res = evaluate(
+            args.model,
+            args.datasets,
+            args.sets,
+            args.scale,
+            args.temperature,
+            args.samples,
+            args.batch_size,
+            args.lr_consistency,
+            parse_shard(args.shard),
+        )
+        res["_settings"] = settings
+    if args.json and not args.merge:
+        args.json.write_text(json.dumps(res, indent=2))
+    res = {k: v for k, v in res.items() if not k.startswith("_")}
     print(f"model {args.model}, x{args.scale}, tau {args.temperature}, {args.samples} samples; {machine()}")
     print(
         "| set | images | mean Y-PSNR / SSIM | mean LR-PSNR | sample Y-PSNR / SSIM | best-of-N Y-PSNR "
@@ -141,8 +194,6 @@ def main() -> None:
         print("|---|---|---|")
         for name, r in res.items():
             print(f"| {name} | {r['bp_psnr_y']:.2f} / {r['bp_ssim_y']:.4f} | {r['bp_lr_psnr']:.2f} |")
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":
