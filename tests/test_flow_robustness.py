@@ -197,6 +197,28 @@ def test_a_region_that_stays_broken_is_an_error(monkeypatch, shipped, small_lr):
         FlowSampler(shipped, device="cpu", redraws=0).sample(small_lr, temperature=0.9, seed=3)
 
 
+def test_gensr_sample_names_the_input_of_a_broken_sample(monkeypatch, tmp_path, capsys):
+    """The CLI's one-line error for a sample that stays broken names the LR file and what was written before it."""
+    from PIL import Image
+
+    from gensr.inference.flow_sampling import FlowSampler as Sampler
+
+    def fake_iter(self, x, *, num_samples, chunk, **kwargs):
+        yield torch.full((chunk, 3, 4 * x.shape[-2], 4 * x.shape[-1]), 0.5)
+        raise GensrError("SRFlow sample 2 (seed 0, temperature 0.9) is broken after 3 re-draw(s): test")
+
+    monkeypatch.setattr(Sampler, "sample_iter", fake_iter)
+    lr = tmp_path / "lr.png"
+    Image.fromarray(np.full((12, 12, 3), 128, np.uint8)).save(lr)
+    rc = main(
+        ["sample", str(lr), "--model", "srflow", "-n", "4", "--batch-size", "2", "-q", "-o", str(tmp_path / "out")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert str(lr) in err[0] and "sample 2" in err[0] and "(2 of 4 sample(s) written)" in err[0]
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2  # the finished ones stay, each a whole file
+
+
 def test_an_all_nan_sample_is_an_error(monkeypatch, shipped, small_lr):
     monkeypatch.setattr(shipped, "decode", lambda lr, *a, **k: torch.full((lr.shape[0], 3, 96, 96), float("nan")))
     with pytest.raises(GensrError, match="9 of 9 region"):

@@ -132,12 +132,16 @@ def _sample_one(f: Path, img, ts: list[Path], sampler, tau: float, seed: int, ar
     bar = tqdm(total=len(ts), desc=f.name, unit="sample", leave=False,
                disable=args.quiet or not sys.stderr.isatty() or len(ts) < 2)  # fmt: skip
     done = 0
-    for batch in chunks:
-        for k in range(batch.shape[0]):
-            write_image(ts[done], batch[k : k + 1], bit_depth=depth, overwrite=args.overwrite)
-            done += 1
-        bar.update(batch.shape[0])
-    bar.close()
+    try:
+        for batch in chunks:
+            for k in range(batch.shape[0]):
+                write_image(ts[done], batch[k : k + 1], bit_depth=depth, overwrite=args.overwrite)
+                done += 1
+            bar.update(batch.shape[0])
+    except GensrError as e:  # a broken sample: name the input and say what was written before it
+        raise GensrError(f"{f}: {e} ({done} of {len(ts)} sample(s) written)") from None
+    finally:
+        bar.close()
     if not args.quiet:
         (h, w), (oh, ow) = img.size, (img.size[0] * sampler.scale, img.size[1] * sampler.scale)
         print(
