@@ -18,7 +18,8 @@ back to gray, as ``gensr sample`` does. Figures are means over the images of a s
 
 Parallel shards (image i of a set goes to shard i mod N and keeps seed i, so the merged table is the one a single
 run gives): run ``--shard 0/2 --json a.json`` and ``--shard 1/2 --json b.json`` at the same time, then
-``--merge a.json b.json``.
+``--merge a.json b.json``. An image whose sampling raises (a sample that stays broken after its re-draws) is
+listed under the table and left out of the means.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ import torch
 from benchcommon import machine
 from eval_sr import SETS, default_root, score
 
+from gensr.errors import GensrError
 from gensr.imresize import imresize, modcrop
 from gensr.inference.consistency import enforce_lr_consistency
 from gensr.inference.flow_sampling import FlowSampler
 from gensr.io import pixels_to_tensor, read_array, tensor_to_pixels
 from gensr.metrics.diversity import ntire_diversity_score, pixel_distance_maps, pixel_std
+
+ROW_KEYS = ("mean_psnr_y", "mean_ssim_y", "mean_lr_psnr", "sample_psnr_y", "sample_ssim_y", "best_sample_psnr_y",
+            "sample_lr_psnr", "pixel_std", "ntire_pixel_diversity")  # fmt: skip
 
 
 def to_uint8(batch: torch.Tensor, gray: bool) -> list[np.ndarray]:
@@ -96,22 +101,27 @@ def evaluate(
         raise SystemExit(f"{model}: an x{sampler.scale} model, but --scale is {scale}")
     results: dict = {}
     for name in sets:
-        rows = []
+        rows, failures = [], []
         t0 = time.perf_counter()
         for i, path in enumerate(sorted((root / name / "HR").glob("*.png"))):
             if i % shard[1] != shard[0]:
                 continue
             hr = modcrop(read_array(path), scale)
-            row = evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp)
+            try:
+                row = evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp)
+            except GensrError as e:  # a sample that stays broken: reported, not averaged
+                failures.append({"image": path.stem, "seed": i, "error": str(e)})
+                continue
             rows.append({"image": path.stem, "seed": i, **row})
-        results[name] = summarise(rows, time.perf_counter() - t0)
+        results[name] = summarise(rows, failures, time.perf_counter() - t0)
     return results
 
 
-def summarise(rows: list[dict], seconds: float) -> dict:
-    """Means over per-image rows (as :func:`evaluate_image` returns, plus ``image`` and ``seed``)."""
-    keys = [k for k in rows[0] if k not in ("image", "seed")]
-    out: dict = {"images": len(rows), "seconds": seconds, "rows": rows}
+def summarise(rows: list[dict], failures: list[dict], seconds: float) -> dict:
+    """Means over per-image rows (as :func:`evaluate_image` returns, plus ``image`` and ``seed``); ``failures``
+    (images whose sampling raised) are listed and left out of the means."""
+    keys = [k for k in rows[0] if k not in ("image", "seed")] if rows else []
+    out: dict = {"images": len(rows), "seconds": seconds, "rows": rows, "failures": failures}
     out.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
     return out
 
@@ -124,9 +134,11 @@ def merge(paths: list[Path]) -> dict:
     merged: dict = {"_settings": parts[0].get("_settings")}
     for name in [k for k in parts[0] if not k.startswith("_")]:
         rows = [row for part in parts for row in part[name]["rows"]]
-        if len({row["seed"] for row in rows}) != len(rows):
+        failures = [row for part in parts for row in part[name].get("failures", [])]
+        if len({row["seed"] for row in rows + failures}) != len(rows) + len(failures):
             raise SystemExit(f"--merge: {name} has an image in more than one file")
-        merged[name] = summarise(sorted(rows, key=lambda r: r["seed"]), sum(p[name]["seconds"] for p in parts))
+        seconds = sum(p[name]["seconds"] for p in parts)
+        merged[name] = summarise(sorted(rows, key=lambda r: r["seed"]), failures, seconds)
     return merged
 
 
@@ -181,19 +193,26 @@ def main() -> None:
         "| sample LR-PSNR | pixel std | NTIRE pixel div. |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    nan = float("nan")
     for name, r in res.items():
+        g = {k: r.get(k, nan) for k in ROW_KEYS}
         print(
-            f"| {name} | {r['images']} | {r['mean_psnr_y']:.2f} / {r['mean_ssim_y']:.4f} | {r['mean_lr_psnr']:.2f}"
-            f" | {r['sample_psnr_y']:.2f} / {r['sample_ssim_y']:.4f} | {r['best_sample_psnr_y']:.2f}"
-            f" | {r['sample_lr_psnr']:.2f} | {r.get('pixel_std', float('nan')):.2f}"
-            f" | {r.get('ntire_pixel_diversity', float('nan')):.2f} |"
+            f"| {name} | {r['images']} | {g['mean_psnr_y']:.2f} / {g['mean_ssim_y']:.4f} | {g['mean_lr_psnr']:.2f}"
+            f" | {g['sample_psnr_y']:.2f} / {g['sample_ssim_y']:.4f} | {g['best_sample_psnr_y']:.2f}"
+            f" | {g['sample_lr_psnr']:.2f} | {g['pixel_std']:.2f} | {g['ntire_pixel_diversity']:.2f} |"
         )
     if args.lr_consistency:
         print(f"\nthe same samples after {args.lr_consistency} back-projection passes (post-processing):")
         print("| set | sample Y-PSNR / SSIM | sample LR-PSNR |")
         print("|---|---|---|")
         for name, r in res.items():
-            print(f"| {name} | {r['bp_psnr_y']:.2f} / {r['bp_ssim_y']:.4f} | {r['bp_lr_psnr']:.2f} |")
+            g = {k: r.get(k, nan) for k in ("bp_psnr_y", "bp_ssim_y", "bp_lr_psnr")}
+            print(f"| {name} | {g['bp_psnr_y']:.2f} / {g['bp_ssim_y']:.4f} | {g['bp_lr_psnr']:.2f} |")
+    failed = [(name, f) for name, r in res.items() for f in r.get("failures", [])]
+    if failed:
+        print(f"\n{len(failed)} image(s) left out of the means (a sample stayed broken after its re-draws):")
+        for name, f in failed:
+            print(f"- {name} {f['image']} (seed {f['seed']}): {f['error']}")
 
 
 if __name__ == "__main__":
