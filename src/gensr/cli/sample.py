@@ -115,6 +115,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_chunk(chunks, f: Path, done: int, total: int):
+    """The next batch of samples, or None at the end; a sample that stays broken becomes an error naming the input
+    ``f`` and how many samples were written before it (write errors name their own files and pass unchanged)."""
+    try:
+        return next(chunks)
+    except StopIteration:
+        return None
+    except GensrError as e:
+        raise GensrError(f"{f}: {e} ({done} of {total} sample(s) written)") from None
+
+
 def _sample_one(f: Path, img, ts: list[Path], sampler, tau: float, seed: int, args: argparse.Namespace) -> None:
     """Draw and write the samples of one image, each written as soon as its chunk is made."""
     import time
@@ -133,13 +144,11 @@ def _sample_one(f: Path, img, ts: list[Path], sampler, tau: float, seed: int, ar
                disable=args.quiet or not sys.stderr.isatty() or len(ts) < 2)  # fmt: skip
     done = 0
     try:
-        for batch in chunks:
+        while (batch := _next_chunk(chunks, f, done, len(ts))) is not None:
             for k in range(batch.shape[0]):
                 write_image(ts[done], batch[k : k + 1], bit_depth=depth, overwrite=args.overwrite)
                 done += 1
             bar.update(batch.shape[0])
-    except GensrError as e:  # a broken sample: name the input and say what was written before it
-        raise GensrError(f"{f}: {e} ({done} of {len(ts)} sample(s) written)") from None
     finally:
         bar.close()
     if not args.quiet:
