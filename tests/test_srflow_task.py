@@ -319,6 +319,26 @@ def test_rrdb_pretrained_loads_and_checks_the_config(tmp_path, images):
         make_trainer(cfg)
 
 
+def test_model_pretrained_may_change_the_guards_but_not_the_weights_layout(tmp_path, images):
+    """A fine-tune under tighter reverse-pass guards loads a model saved with other guards (and heat); a
+    config that shapes the weights (K) must still match."""
+    from gensr.checkpoints.gensr_format import save_checkpoint
+    from gensr.models.registry import build_model
+
+    source = build_model("srflow", {**TINY, "scale": 4})
+    path = save_checkpoint(tmp_path / "flow.safetensors", source.state_dict(), "srflow", dict(TINY))
+    tighter = {**TINY, "net_input_bound": 4.0, "min_scale": 0.1, "heat": 0.8}
+    pretrained = [f"task.model.pretrained={path}"]
+    cfg = load_run_config(write_config(tmp_path / "a", images["hr"], model=tighter), pretrained)
+    model = make_trainer(cfg).task.model
+    assert model.config.net_input_bound == 4.0 and model.config.min_scale == 0.1 and model.config.heat == 0.8
+    assert same(model.state_dict(), source.state_dict())
+
+    cfg = load_run_config(write_config(tmp_path / "b", images["hr"], model={**TINY, "K": 3}), pretrained)
+    with pytest.raises(GensrError, match=r"task.model.pretrained: .*differs from task.model"):
+        make_trainer(cfg)
+
+
 # ------------------------------------------------------------------------------------------------- precision
 
 

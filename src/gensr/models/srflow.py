@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,12 @@ class SRFlowConfig:
     official floor is 1e-4); ``max_prior_logs`` bounds the split prior's log-std. They stop the runaway inverse
     that turned about one sample in ten of some images into a saturated or black block, and are inactive on
     natural images: on the shipped model the Set5 and BSD100 likelihoods and all tau-0 outputs are unchanged.
+
+    ``ARITHMETIC_FIELDS`` (the guards and ``heat``) do not shape the weights: ``task.model.pretrained`` may load a
+    file saved with other values of them (a fine-tune under tighter guards).
     """
+
+    ARITHMETIC_FIELDS: ClassVar[tuple[str, ...]] = ("heat", "net_input_bound", "min_scale", "max_prior_logs")
 
     scale: int = 4
     nf: int = 64

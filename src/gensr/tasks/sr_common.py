@@ -15,6 +15,7 @@ The ``task:`` section of an SR run::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,17 @@ class SRTaskOptions:
             )
 
 
+def _weight_fields(config: Any) -> dict[str, Any]:
+    """A model config as a dict without its ``ARITHMETIC_FIELDS`` (settings that do not shape the weights)."""
+    if not dataclasses.is_dataclass(config):
+        return {"config": config}
+    skip = set(getattr(config, "ARITHMETIC_FIELDS", ()))
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in skip}
+
+
 def build_network(model: ModelSection, scale: int) -> nn.Module:
-    """``model``'s network at ``scale``; with ``pretrained`` its weights are loaded strictly (same config)."""
+    """``model``'s network at ``scale``; with ``pretrained`` its weights are loaded strictly (same config up to
+    the config's ``ARITHMETIC_FIELDS``, e.g. SRFlow's reverse-pass guards, which take ``task.model``'s values)."""
     config = {**model.config, "scale": scale}
     net = build_model(model.arch, config)
     if model.pretrained:
@@ -122,7 +132,7 @@ def build_network(model: ModelSection, scale: int) -> nn.Module:
             source = load_model(model.pretrained)
         except GensrError as exc:
             raise GensrError(f"task.model.pretrained: {exc}") from None
-        if type(source) is not type(net) or source.config != net.config:
+        if type(source) is not type(net) or _weight_fields(source.config) != _weight_fields(net.config):
             raise GensrError(
                 f"task.model.pretrained: {model.pretrained} holds {type(source).__name__} {source.config}, "
                 f"which differs from task.model ({type(net).__name__} {net.config})"
