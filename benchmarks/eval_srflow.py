@@ -10,7 +10,8 @@ For every HR image (mod-cropped; LR made with the MATLAB-exact bicubic, as in ``
 * with ``--lr-consistency K`` (default 5; 0 = off) also the same samples after K back-projection passes
   (``gensr.inference.consistency``, a post-processing step, not the model): Y-PSNR / SSIM and LR-PSNR.
 
-Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
+Under the table: the lowest LR-PSNR of any returned sample of a set and how many samples the sampler re-drew
+(broken regions, see ``gensr.inference.flow_sampling``). Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
 back to gray, as ``gensr sample`` does. Figures are means over the images of a set.
 
     python benchmarks/eval_srflow.py --model srflow                  # prints a Markdown table
@@ -73,6 +74,7 @@ def evaluate_image(
         "sample_ssim_y": float(s[:, 1].mean()),
         "sample_lr_psnr": float(s[:, 2].mean()),
         "best_sample_psnr_y": float(s[:, 0].max()),
+        "min_sample_lr_psnr": float(s[:, 2].min()),
     }
     if samples >= 2:
         row["pixel_std"] = pixel_std(draws)
@@ -107,8 +109,10 @@ def evaluate(
             if i % shard[1] != shard[0]:
                 continue
             hr = modcrop(read_array(path), scale)
+            redrawn = sampler.stats["redrawn_samples"]
             try:
                 row = evaluate_image(sampler, hr, scale, temperature, samples, seed=i, bp=bp)
+                row["redrawn_samples"] = sampler.stats["redrawn_samples"] - redrawn
             except GensrError as e:  # a sample that stays broken: reported, not averaged
                 failures.append({"image": path.stem, "seed": i, "error": str(e)})
                 continue
@@ -118,11 +122,13 @@ def evaluate(
 
 
 def summarise(rows: list[dict], failures: list[dict], seconds: float) -> dict:
-    """Means over per-image rows (as :func:`evaluate_image` returns, plus ``image`` and ``seed``); ``failures``
-    (images whose sampling raised) are listed and left out of the means."""
+    """Means over per-image rows (as :func:`evaluate_image` returns, plus ``image`` and ``seed``; the minimum of
+    ``min_sample_lr_psnr``, the sum of ``redrawn_samples``); ``failures`` (images whose sampling raised) are
+    listed and left out."""
     keys = [k for k in rows[0] if k not in ("image", "seed")] if rows else []
     out: dict = {"images": len(rows), "seconds": seconds, "rows": rows, "failures": failures}
-    out.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
+    reduce = {"min_sample_lr_psnr": np.min, "redrawn_samples": np.sum}
+    out.update({k: float(reduce.get(k, np.mean)([r[k] for r in rows])) for k in keys if k in rows[-1]})
     return out
 
 
@@ -208,6 +214,10 @@ def main() -> None:
         for name, r in res.items():
             g = {k: r.get(k, nan) for k in ("bp_psnr_y", "bp_ssim_y", "bp_lr_psnr")}
             print(f"| {name} | {g['bp_psnr_y']:.2f} / {g['bp_ssim_y']:.4f} | {g['bp_lr_psnr']:.2f} |")
+    print("\nlowest LR-PSNR of any returned sample; samples whose broken regions the sampler re-drew:")
+    for name, r in res.items():
+        low, redrawn = r.get("min_sample_lr_psnr", nan), r.get("redrawn_samples", nan)
+        print(f"- {name}: {low:.2f} dB; {redrawn:.0f} of {r['images'] * args.samples} samples re-drawn")
     failed = [(name, f) for name, r in res.items() for f in r.get("failures", [])]
     if failed:
         print(f"\n{len(failed)} image(s) left out of the means (a sample stayed broken after its re-draws):")
