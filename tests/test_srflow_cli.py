@@ -203,6 +203,10 @@ def test_encode_decode_round_trip(work, capsys):
         code, _, err = run_main(*args, capsys=capsys)
         assert code == 2 and word in one_error_line(err), (args, err)
     assert not (work / "x.png").exists() and not (work / "x.npz").exists()
+    # --overwrite replaces an existing output
+    ok(capsys, "decode", work / "z_missing.npz", "-m", m, "-t", "0.5", "--seed", "4", "-o", work / "dec3.png", "-q",
+       "--overwrite")  # fmt: skip
+    assert read_array(work / "dec3.png").shape == hr.shape
 
 
 # ------------------------------------------------------------------------------------------------ score
@@ -273,6 +277,14 @@ def test_manipulate_modes(work, capsys):
     )
     assert np.array_equal(read_array(work / "again.png"), read_array(work / "resample_mask.png"))
     ok(capsys, "manipulate", "normalize", hr, "--lr", lr, "-t", "0", "-m", m, "-o", work / "n0.png")
+    # an existing output: refused with one line, replaced with --overwrite
+    again = ["manipulate", "normalize", hr, "--lr", lr, "-t", "0.5", "--seed", "2", "-m", m, "-o", work / "n0.png"]
+    code, _, err = run_main(*again, capsys=capsys)
+    assert code == 2 and "--overwrite" in one_error_line(err)
+    before = read_array(work / "n0.png")
+    ok(capsys, *again, "--overwrite")
+    assert not np.array_equal(read_array(work / "n0.png"), before)
+    ok(capsys, "manipulate", "normalize", hr, "--lr", lr, "-t", "0", "-m", m, "-o", work / "n0.png", "--overwrite")
     ok(capsys, "sample", lr, "-t", "0", "-m", m, "-o", work / "mean", "-q")
     mean = next((work / "mean").glob("babyx4_t0.00_seed*_s000.png"))
     diff = read_array(work / "n0.png").astype(int) - read_array(mean).astype(int)

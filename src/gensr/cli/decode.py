@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     sr = decode_latents(lr, latents, net, temperature_for_missing=tau, seed=args.seed)
     if sr.shape[0] != 1:
         raise GensrError(f"{src}: holds a batch of {sr.shape[0]} latents; decode expects one image")
-    write_image(out, sr, bit_depth=args.bit_depth)
+    write_image(out, sr, bit_depth=args.bit_depth, overwrite=args.overwrite)
     if not args.quiet:
         print(f"{src} -> {out} ({sr.shape[-1]}x{sr.shape[-2]})")
     return 0

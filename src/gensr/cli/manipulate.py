@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             result = latent.restore(pair.hr, net, lr=lr, modes=modes, **kw)
     if not bool(torch.isfinite(result).all()):  # pragma: no cover - the decoders clamp and replace NaN
         raise GensrError("the decoded image is not finite")
-    write_image(out, result, bit_depth=args.bit_depth)
+    write_image(out, result, bit_depth=args.bit_depth, overwrite=args.overwrite)
     if not args.quiet:
         score = latent.lr_psnr_torch(result, lr, int(net.config.scale))
         print(
