@@ -535,6 +535,28 @@ def test_cli_info_and_convert(tmp_path, capsys):
     assert d["dtype"] == "float16" and d["meta"]["layout"] == "real-esrgan-x2plus"
 
 
+def test_convert_set_changes_only_settings_that_leave_the_weights_alone(tmp_path, capsys):
+    """``--set`` rewrites an SRFlow guard (the weights stay bit-identical and the file says what changed);
+    a field that shapes the weights, a bad value and a malformed item are one-line errors, nothing written."""
+    tiny = {"nf": 8, "nb": 2, "gc": 4, "K": 2, "hidden": 8, "rrdb_blocks": [0, 1]}
+    net = build_model("srflow", {**tiny, "scale": 4})
+    src = save_checkpoint(tmp_path / "flow.safetensors", net.state_dict(), "srflow", model_config_dict(net))
+    out = tmp_path / "flow_b2.safetensors"
+    assert main(["convert", str(src), "--set", "net_input_bound=2", "--set", "heat=0.8", "-o", str(out)]) == 0
+    converted = load_model(out)
+    assert converted.config.net_input_bound == 2.0 and converted.config.heat == 0.8
+    assert converted.config.K == 2 and converted.config.min_scale == net.config.min_scale
+    got, want = converted.state_dict(), net.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert read_checkpoint(out).meta["set"] == {"net_input_bound": 2, "heat": 0.8}
+    bad = tmp_path / "bad.safetensors"
+    for item, word in (("K=4", "leaves the weights alone"), ("min_scale=2", "min_scale"), ("heat", "KEY=VALUE")):
+        code = main(["convert", str(src), "--set", item, "-o", str(bad)])
+        err = capsys.readouterr().err
+        assert code == 2 and word in err and err.count("\n") == 1
+    assert not bad.exists()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     r = gensr("info", tmp_path / "missing.pth")
     assert r.returncode == 2 and r.stderr.startswith("gensr: error:") and r.stderr.count("\n") == 1
