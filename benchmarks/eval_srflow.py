@@ -11,7 +11,9 @@ For every HR image (mod-cropped; LR made with the MATLAB-exact bicubic, as in ``
   (``gensr.inference.consistency``, a post-processing step, not the model): Y-PSNR / SSIM and LR-PSNR.
 
 Under the table: the lowest LR-PSNR of any returned sample of a set and how many samples the sampler re-drew
-(broken regions, see ``gensr.inference.flow_sampling``). Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
+(broken regions, see ``gensr.inference.flow_sampling``).
+
+Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
 back to gray, as ``gensr sample`` does. Figures are means over the images of a set.
 
     python benchmarks/eval_srflow.py --model srflow                  # prints a Markdown table

@@ -1,14 +1,17 @@
 """SRFlow's reverse pass cannot run away, and no broken flow output reaches the user.
 
 * First line (``gensr.nn.flow`` guards): the shipped model's failing Set5 "bird" sample (seed 0, sample 0,
-  tau 0.9: a 1e19 block and 29 dB LR-PSNR with the official arithmetic) decodes to a consistent image; the
-  guards keep every layer an exact bijection and leave likelihoods and the tau-0 mean of natural images alone.
+  tau 0.9: Inf/NaN and 18 dB LR-PSNR with the official arithmetic) decodes to a consistent image; the guards
+  keep every layer an exact bijection; at the model defaults they leave likelihoods and the tau-0 mean of
+  natural images alone, and the shipped model's tighter bound (2) changes them only slightly.
 * Second line (``gensr.inference.flow_sampling``): a NaN or saturated block in a sample is re-drawn
   (deterministically) or raises GensrError; latent edits and ``gensr decode`` fail with one line instead of
   writing a broken image; non-finite latents are refused.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ from gensr.inference.flow_sampling import (
     pad_to_multiple,
 )
 from gensr.io import read_image
+from gensr.models.srflow import SRFlowConfig
 from gensr.nn.flow import CondAffineSeparatedAndCond, Split2d
 
 
@@ -44,9 +48,10 @@ def small_lr(bird_lr) -> torch.Tensor:
     return bird_lr[:, :, 24:48, 24:48].contiguous()
 
 
-def set_guards(model: torch.nn.Module, on: bool) -> None:
-    """Switch the reverse-pass guards of every layer to the model's config values (on) or off (official)."""
-    c = model.config
+def set_guards(model: torch.nn.Module, on: bool, config: SRFlowConfig | None = None) -> None:
+    """Switch the reverse-pass guards of every layer to the values of ``config`` (default: the model's own) or
+    off (the official arithmetic)."""
+    c = config or model.config
     for m in model.modules():
         if isinstance(m, CondAffineSeparatedAndCond):
             m.input_bound, m.min_scale = (c.net_input_bound, c.min_scale) if on else (0.0, 0.0)
@@ -71,7 +76,7 @@ def test_failing_bird_seed_decodes_to_a_consistent_sample(shipped, bird_lr):
         broken = bird_sample0(shipped, bird_lr)  # the official arithmetic: the runaway inverse
     finally:
         set_guards(shipped, True)
-    assert float(broken.abs().max()) > 1e6
+    assert not bool(torch.isfinite(broken).all()) or float(broken.abs().max()) > 1e6
     assert L.lr_psnr_torch(broken.nan_to_num(0).clamp(0, 1), bird_lr, 4) < 35
     fixed = bird_sample0(shipped, bird_lr)
     assert bool(torch.isfinite(fixed).all()) and float(fixed.abs().max()) < 100
@@ -83,18 +88,25 @@ def test_failing_bird_seed_decodes_to_a_consistent_sample(shipped, bird_lr):
 
 
 def test_guards_leave_natural_images_alone(shipped, datasets_dir):
+    """Guards at the model defaults (bound 12): bit-identical likelihood and tau-0 mean on a natural crop. The
+    shipped model's bound 2 (set after training at 3, see its card) moves them by < 1 % and < 10 grey levels
+    (measured: 0.46 %, 7.7)."""
     hr = read_image(datasets_dir / "Set5" / "HR" / "bird.png").rgb_tensor()[:, :, 96:192, 96:192]
     lr = L._downscale(hr, 4)
+    defaults = dataclasses.replace(shipped.config, net_input_bound=12.0, min_scale=0.05, max_prior_logs=5.0)
     results = []
-    for on in (False, True):
-        set_guards(shipped, on)
+    for on, config in ((False, None), (True, defaults), (True, None)):
+        set_guards(shipped, on, config)
         with torch.inference_mode():
             nll = shipped.encode(hr, lr, add_noise=True, generator=torch.Generator().manual_seed(0))[1]
             mean = shipped.decode(lr, None, heat=0.0)
         results.append((nll, mean))
     set_guards(shipped, True)
-    assert torch.equal(results[0][0], results[1][0])
-    assert torch.equal(results[0][1], results[1][1])
+    (nll_off, mean_off), (nll_default, mean_default), (nll_shipped, mean_shipped) = results
+    assert torch.equal(nll_off, nll_default) and torch.equal(mean_off, mean_default)
+    assert shipped.config.net_input_bound == 2.0
+    assert float((nll_shipped - nll_off).abs() / nll_off.abs()) < 1e-2
+    assert float((mean_shipped - mean_off).abs().max()) < 10 / 255
 
 
 @pytest.mark.parametrize("layer", ["coupling", "split"])

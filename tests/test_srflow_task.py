@@ -3,6 +3,7 @@ resume is exact, numerical failures are skipped and counted, the encoder freeze 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -416,6 +417,7 @@ def test_super_resolve_is_the_deterministic_mean_for_odd_sizes():
         ("srflow_x4", 4, 12, 2.5e-4, [1, 8, 15, 22]),
         ("srflow_x8", 8, 16, 5e-4, [1, 3, 5, 7]),
         ("srflow_x4_small", 4, 8, 5e-4, [0, 1, 2, 3]),
+        ("srflow_x4_small_k8", 4, 8, 5e-4, [0, 1, 2, 3]),
     ],
 )
 def test_shipped_configs(name, scale, batch, lr, taps):
@@ -433,7 +435,7 @@ def test_shipped_configs(name, scale, batch, lr, taps):
     mc = from_dict(SRFlowConfig, {**opts.model.config, "scale": opts.scale})
     assert mc.rrdb_blocks == taps and mc.scale == scale
     assert opts.freeze_rrdb_fraction == 0.5 and opts.rrdb_pretrained
-    if name == "srflow_x4_small":
+    if name.startswith("srflow_x4_small"):
         assert cfg.train.threads == 1 and opts.data.train.patch_size in range(64, 97)
         assert (mc.nf, mc.nb, mc.gc) == (32, 4, 16) and mc.cond_channels == 160
         from gensr.models.rrdbnet import RRDBNet, RRDBNetConfig
@@ -443,6 +445,32 @@ def test_shipped_configs(name, scale, batch, lr, taps):
         from gensr.models.srflow import load_rrdb_encoder
 
         load_rrdb_encoder(net, rrdb_encoder_state(RRDBNet(RRDBNetConfig(nf=32, nb=4, gc=16)).state_dict()))
+    if name == "srflow_x4_small_k8":
+        assert mc.K == 8 and cfg.train.precision == "bf16" and mc.net_input_bound == 12.0
     if name == "srflow_x4":
         assert mc.K == 16 and mc.L == 3 and mc.hidden == 64 and opts.data.train.patch_size == 160
         assert cfg.schedule.milestones == [100000, 150000, 180000, 190000]
+
+
+def test_shipped_srflow_fine_tune_chain():
+    """Stages 2 and 3 of the shipped srflow: each fine-tunes the previous stage's output (same weights layout,
+    tighter net_input_bound) at stage 1's last lr, constant, with the encoder frozen throughout."""
+    from gensr.config import from_dict
+    from gensr.models.srflow import SRFlowConfig
+    from gensr.tasks.srflow import SRFlowOptions
+
+    def load(name):
+        cfg = load_run_config(REPO / "configs" / f"{name}.yaml")
+        opts = from_dict(SRFlowOptions, cfg.task)
+        return cfg, opts, from_dict(SRFlowConfig, {**opts.model.config, "scale": opts.scale})
+
+    cfg1, _, mc1 = load("srflow_x4_small_k8")
+    last_lr = cfg1.optim.lr * cfg1.schedule.gamma ** len(cfg1.schedule.milestones)
+    previous, bound = "srflow_x4_small_k8", mc1.net_input_bound
+    for name in ("srflow_x4_small_k8_guard4", "srflow_x4_small_k8_guard3"):
+        cfg, opts, mc = load(name)
+        assert opts.model.pretrained == f"runs/{previous}/model.safetensors" and not opts.rrdb_pretrained
+        assert dataclasses.replace(mc, net_input_bound=mc1.net_input_bound) == mc1
+        assert mc.net_input_bound < bound and opts.freeze_rrdb_fraction == 1.0
+        assert cfg.schedule.kind == "constant" and cfg.optim.lr == last_lr and cfg.train.precision == "bf16"
+        previous, bound = name, mc.net_input_bound
