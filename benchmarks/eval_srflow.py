@@ -130,7 +130,7 @@ def summarise(rows: list[dict], failures: list[dict], seconds: float) -> dict:
     keys = [k for k in rows[0] if k not in ("image", "seed")] if rows else []
     out: dict = {"images": len(rows), "seconds": seconds, "rows": rows, "failures": failures}
     reduce = {"min_sample_lr_psnr": np.min, "redrawn_samples": np.sum}
-    out.update({k: float(reduce.get(k, np.mean)([r[k] for r in rows])) for k in keys if k in rows[-1]})
+    out.update({k: float(reduce.get(k, np.mean)([r[k] for r in rows])) for k in keys})
     return out
 
 

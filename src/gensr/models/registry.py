@@ -48,6 +48,18 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     return to_dict(model.config)
 
 
+def arithmetic_fields(arch: str) -> tuple[str, ...]:
+    """The config fields of ``arch`` that do not shape its weights (its config class's ``ARITHMETIC_FIELDS``)."""
+    return tuple(getattr(_lookup(arch)[0], "ARITHMETIC_FIELDS", ()))
+
+
+def weight_config(model: nn.Module) -> dict[str, Any]:
+    """``model``'s config dict without the fields that do not shape its weights: two models whose weight configs
+    are equal can load each other's state dicts."""
+    skip = set(getattr(model.config, "ARITHMETIC_FIELDS", ()))
+    return {k: v for k, v in model_config_dict(model).items() if k not in skip}
+
+
 def arch_of(model: nn.Module) -> str:
     """The registry name of ``model``'s class."""
     for arch, (module_name, _, model_name) in ARCHS.items():

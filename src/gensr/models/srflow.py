@@ -54,8 +54,9 @@ class SRFlowConfig:
     arithmetic; see :mod:`gensr.nn.flow`): ``net_input_bound`` clamps the flow state where it enters the
     coupling and split-prior networks to [-b, b]; ``min_scale`` floors every coupling and injector scale (the
     official floor is 1e-4); ``max_prior_logs`` bounds the split prior's log-std. They stop the runaway inverse
-    that turned about one sample in ten of some images into a saturated or black block, and are inactive on
-    natural images: on the shipped model the Set5 and BSD100 likelihoods and all tau-0 outputs are unchanged.
+    that turned about one sample in ten of some images into a saturated or black block. At these defaults they are
+    inactive on natural images (the K 4 model shipped before: Set5 and BSD100 likelihoods and all tau-0 outputs
+    unchanged); a tighter bound is not (the shipped K 8 model's bound 2, see docs/MODEL_CARD_srflow.md).
 
     ``ARITHMETIC_FIELDS`` (the guards and ``heat``) do not shape the weights: ``task.model.pretrained`` may load a
     file saved with other values of them (a fine-tune under tighter guards).

@@ -15,7 +15,6 @@ The ``task:`` section of an SR run::
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from gensr.config import check_at_least
 from gensr.engine.config import RunConfig
 from gensr.engine.distributed import DistInfo
 from gensr.errors import GensrError
-from gensr.models.registry import arch_of, build_model, model_config_dict
+from gensr.models.registry import arch_of, build_model, model_config_dict, weight_config
 from gensr.tasks.base import Task
 
 SCALES = (1, 2, 3, 4, 8)
@@ -112,14 +111,6 @@ class SRTaskOptions:
             )
 
 
-def _weight_fields(config: Any) -> dict[str, Any]:
-    """A model config as a dict without its ``ARITHMETIC_FIELDS`` (settings that do not shape the weights)."""
-    if not dataclasses.is_dataclass(config):
-        return {"config": config}
-    skip = set(getattr(config, "ARITHMETIC_FIELDS", ()))
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in skip}
-
-
 def build_network(model: ModelSection, scale: int) -> nn.Module:
     """``model``'s network at ``scale``; with ``pretrained`` its weights are loaded strictly (same config up to
     the config's ``ARITHMETIC_FIELDS``, e.g. SRFlow's reverse-pass guards, which take ``task.model``'s values)."""
@@ -132,7 +123,7 @@ def build_network(model: ModelSection, scale: int) -> nn.Module:
             source = load_model(model.pretrained)
         except GensrError as exc:
             raise GensrError(f"task.model.pretrained: {exc}") from None
-        if type(source) is not type(net) or _weight_fields(source.config) != _weight_fields(net.config):
+        if type(source) is not type(net) or weight_config(source) != weight_config(net):
             raise GensrError(
                 f"task.model.pretrained: {model.pretrained} holds {type(source).__name__} {source.config}, "
                 f"which differs from task.model ({type(net).__name__} {net.config})"
