@@ -37,7 +37,11 @@ import torch
 from benchcommon import LoadRange, cpu_model, machine
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_CPU_CONFIGS = ("configs/rrdb_psnr_x4_cpu.yaml", "configs/esrgan_x4_small.yaml", "configs/srflow_x4_small.yaml")
+SHIPPED_CPU_CONFIGS = (
+    "configs/rrdb_psnr_x4_cpu.yaml",
+    "configs/esrgan_x4_small.yaml",
+    "configs/srflow_x4_small_k8.yaml",
+)
 MODES = {
     "fp32": ["train.precision=fp32", "train.channels_last=false", "train.compile=false"],
     "bf16+cl": ["train.precision=bf16", "train.channels_last=true", "train.compile=false"],
