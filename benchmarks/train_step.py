@@ -1,7 +1,7 @@
 """Seconds per training iteration of run configs' real task steps, precision modes side by side.
 
 For each config (default: the three shipped CPU recipes ``configs/rrdb_psnr_x4_cpu.yaml``, ``esrgan_x4_small.yaml``
-and ``srflow_x4_small.yaml``) one task is built per mode from the same seed -- the same initial weights -- and
+and ``srflow_x4_small_k8.yaml``) one task is built per mode from the same seed -- the same initial weights -- and
 the modes step in turn on the same batches (fp32 step i, bf16 step i, ...), so a busy shared machine slows them
 alike and the losses can be compared step by step. The step is the task's own ``train_step`` (forward,
 losses, backward, Adam; ESRGAN: G and D parts); batches come from the task's own training data (its first
@@ -19,7 +19,7 @@ temporary folder) is ``--paper-esrgan``; shrink it with ``--set task.data.train.
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/train_step.py                       # shipped CPU recipes, fp32 vs bf16+cl
-    python benchmarks/train_step.py configs/srflow_x4_small.yaml --steps 40  # one config, more steps
+    python benchmarks/train_step.py configs/srflow_x4_small_k8.yaml --steps 40  # one config, more steps
     python benchmarks/train_step.py --paper-esrgan --device cuda --modes fp32,bf16+cl,bf16+cl+compile
 """
 
