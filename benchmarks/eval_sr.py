@@ -53,13 +53,16 @@ def run_model(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
     return tensor_to_pixels(y)
 
 
-def evaluate(model_name: str, root: Path, scale: int) -> dict:
+def evaluate(model_name: str, root: Path, scale: int, sets: tuple[str, ...] = SETS) -> dict:
     model = load_model(model_name).eval()
     results: dict = {}
-    for name in SETS:
+    for name in sets:
         rows_m, rows_b = [], []
         t0 = time.perf_counter()
-        for path in sorted((root / name / "HR").glob("*.png")):
+        paths = sorted((root / name / "HR").glob("*.png"))
+        if not paths:
+            raise SystemExit(f"eval_sr: no HR images in {root / name / 'HR'}")
+        for path in paths:
             hr = modcrop(read_array(path), scale)  # gray stays gray (Set14 bridge): scored on its own values
             lr = imresize(hr, 1 / scale)
             rows_m.append(score(run_model(model, lr), hr, lr, scale))
@@ -79,9 +82,10 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--datasets", type=Path, default=default_root())
     ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated (default {','.join(SETS)})")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    res = evaluate(args.model, args.datasets, args.scale)
+    res = evaluate(args.model, args.datasets, args.scale, tuple(s.strip() for s in args.sets.split(",")))
     print(f"model {args.model}, x{args.scale}; {platform.processor() or platform.machine()}, torch {torch.__version__}")
     print("| set | images | bicubic Y-PSNR / SSIM | model Y-PSNR / SSIM | gain (dB) | model LR-PSNR |")
     print("|---|---|---|---|---|---|")
