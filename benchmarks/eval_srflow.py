@@ -11,7 +11,8 @@ For every HR image (mod-cropped; LR made with the MATLAB-exact bicubic, as in ``
   (``gensr.inference.consistency``, a post-processing step, not the model): Y-PSNR / SSIM and LR-PSNR.
 
 Under the table: the lowest LR-PSNR of any returned sample of a set and how many samples the sampler re-drew
-(broken regions, see ``gensr.inference.flow_sampling``).
+(broken regions, see ``gensr.inference.flow_sampling``). An infinite PSNR (an output identical to its reference
+after rounding, e.g. a back-projected sample of a flat image) is named there and left out of its mean.
 
 Every output is clamped and rounded to uint8 before scoring. Gray HR images are sampled as RGB and averaged
 back to gray, as ``gensr sample`` does. Figures are means over the images of a set.
@@ -128,9 +129,14 @@ def summarise(rows: list[dict], failures: list[dict], seconds: float) -> dict:
     ``min_sample_lr_psnr``, the sum of ``redrawn_samples``); ``failures`` (images whose sampling raised) are
     listed and left out."""
     keys = [k for k in rows[0] if k not in ("image", "seed")] if rows else []
-    out: dict = {"images": len(rows), "seconds": seconds, "rows": rows, "failures": failures}
+    out: dict = {"images": len(rows), "seconds": seconds, "rows": rows, "failures": failures, "infinite": {}}
     reduce = {"min_sample_lr_psnr": np.min, "redrawn_samples": np.sum}
-    out.update({k: float(reduce.get(k, np.mean)([r[k] for r in rows])) for k in keys})
+    for k in keys:
+        values = np.array([r[k] for r in rows], dtype=float)
+        finite = values[np.isfinite(values)]
+        if len(finite) < len(values):  # a PSNR of an output identical to its reference (after rounding)
+            out["infinite"][k] = [r["image"] for r, v in zip(rows, values, strict=True) if not np.isfinite(v)]
+        out[k] = float(reduce.get(k, np.mean)(finite)) if len(finite) else float("inf")
     return out
 
 
@@ -220,6 +226,10 @@ def main() -> None:
     for name, r in res.items():
         low, redrawn = r.get("min_sample_lr_psnr", nan), r.get("redrawn_samples", nan)
         print(f"- {name}: {low:.2f} dB; {redrawn:.0f} of {r['images'] * args.samples} samples re-drawn")
+    for name, r in res.items():
+        for key, images in r.get("infinite", {}).items():
+            print(f"- {name} {key}: infinite (identical to the reference after rounding) on {', '.join(images)};"
+                  " left out of that mean")  # fmt: skip
     failed = [(name, f) for name, r in res.items() for f in r.get("failures", [])]
     if failed:
         print(f"\n{len(failed)} image(s) left out of the means (a sample stayed broken after its re-draws):")

@@ -476,9 +476,9 @@ def test_shipped_srflow_fine_tune_chain():
         previous, bound = name, mc.net_input_bound
 
 
-def test_k16_stage_trains_stage_3_grown():
-    """Stage 4 (configs/srflow_x4_small_k16.yaml) starts from stage 3's model grown to K 16 by
-    ``gensr convert --grow-k 16``: same model otherwise, same training bound, encoder frozen, lr halved at
+def test_stage_4_trains_stage_3_grown_to_k12():
+    """Stage 4 (configs/srflow_x4_small_k12.yaml) starts from stage 3's model grown to K 12 by
+    ``gensr convert --grow-k 12``: same model otherwise, same training bound, encoder frozen, lr halved at
     50/75/90 %."""
     from gensr.config import from_dict
     from gensr.models.srflow import SRFlowConfig
@@ -490,10 +490,10 @@ def test_k16_stage_trains_stage_3_grown():
         return cfg, opts, from_dict(SRFlowConfig, {**opts.model.config, "scale": opts.scale})
 
     _, _, mc3 = load("srflow_x4_small_k8_guard3")
-    cfg, opts, mc = load("srflow_x4_small_k16")
-    assert opts.model.pretrained == "runs/srflow_x4_small_k16_grown.safetensors" and not opts.rrdb_pretrained
-    assert mc == dataclasses.replace(mc3, K=16) and opts.freeze_rrdb_fraction == 1.0
+    cfg, opts, mc = load("srflow_x4_small_k12")
+    assert opts.model.pretrained == "runs/srflow_x4_small_k12_grown.safetensors" and not opts.rrdb_pretrained
+    assert mc == dataclasses.replace(mc3, K=12) and opts.freeze_rrdb_fraction == 1.0
     assert [m / cfg.train.total_iters for m in cfg.schedule.milestones] == [0.5, 0.75, 0.9]
     assert cfg.train.precision == "bf16" and cfg.train.threads == 1
-    text = (REPO / "configs" / "srflow_x4_small_k16.yaml").read_text()
-    assert "--grow-k 16 -o runs/srflow_x4_small_k16_grown.safetensors" in text
+    text = (REPO / "configs" / "srflow_x4_small_k12.yaml").read_text()
+    assert "guard3/model.safetensors --grow-k 12 -o runs/srflow_x4_small_k12_grown.safetensors" in text
