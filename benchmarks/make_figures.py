@@ -7,7 +7,7 @@
 The LR inputs are the MATLAB-bicubic x4 downscales of the full mod-cropped HR images (the whole image is
 upscaled, then cropped), so borders play no part. Crops are shown enlarged 2x with nearest-neighbour.
 
-    python benchmarks/make_figures.py                       # shipped models -> docs/images/
+    python benchmarks/make_figures.py --overwrite           # shipped models -> docs/images/
     python benchmarks/make_figures.py --psnr default --esrgan run/model.safetensors --srflow other.safetensors
 """
 
@@ -110,14 +110,16 @@ def main() -> None:
     ap.add_argument("--esrgan", default="esrgan")
     ap.add_argument("--srflow", default="srflow", help="SRFlow model; 'none' skips the SRFlow picture")
     ap.add_argument("--temperature", type=float, default=0.9)
+    ap.add_argument("--overwrite", action="store_true", help="replace existing pictures")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = write_image(args.out / "esrgan_comparison.png", esrgan_figure(args.datasets, args.psnr, args.esrgan))
+    esrgan_pic = esrgan_figure(args.datasets, args.psnr, args.esrgan)
+    path = write_image(args.out / "esrgan_comparison.png", esrgan_pic, overwrite=args.overwrite)
     print(f"wrote {path}")
     if args.srflow != "none":
         pic = srflow_figure(args.datasets, args.srflow, args.esrgan, args.temperature)
-        print(f"wrote {write_image(args.out / 'srflow_samples.png', pic)}")
+        print(f"wrote {write_image(args.out / 'srflow_samples.png', pic, overwrite=args.overwrite)}")
 
 
 if __name__ == "__main__":
