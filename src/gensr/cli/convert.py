@@ -73,8 +73,7 @@ def apply_settings(arch: str, config: dict, settings: list[str]) -> tuple[dict, 
 def grow_state_dict(arch: str, config: dict, state_dict: dict, k_new: int) -> tuple[dict, dict, int]:
     """(config, state dict) of an SRFlow deepened to ``k_new`` steps per level -> (config, state dict, old K).
 
-    Built in float32 on the CPU; the tensors come back in their stored dtype."""
-
+    Built in float32 on the CPU; the tensors come back in the stored float dtype."""
     from gensr.errors import GensrError
     from gensr.models.registry import build_model
     from gensr.models.srflow_grow import grow_srflow
@@ -87,8 +86,7 @@ def grow_state_dict(arch: str, config: dict, state_dict: dict, k_new: int) -> tu
     model = build_model(arch, config)
     model.load_state_dict({k: v.float() for k, v in state_dict.items()})
     grown = grow_srflow(model, k_new)
-    dtypes = {k: v.dtype for k, v in state_dict.items()}
-    keep = dtypes[next(k for k in dtypes if dtypes[k].is_floating_point)]
+    keep = next(v.dtype for v in state_dict.values() if v.is_floating_point())
     out = {k: (v.to(keep) if v.is_floating_point() else v) for k, v in grown.state_dict().items()}
     return {**config, "K": int(k_new)}, out, k_old
 

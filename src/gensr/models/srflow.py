@@ -56,7 +56,7 @@ class SRFlowConfig:
     official floor is 1e-4); ``max_prior_logs`` bounds the split prior's log-std. They stop the runaway inverse
     that turned about one sample in ten of some images into a saturated or black block. At these defaults they are
     inactive on natural images (the K 4 model shipped before: Set5 and BSD100 likelihoods and all tau-0 outputs
-    unchanged); a tighter bound is not (the shipped K 8 model's bound 2, see docs/MODEL_CARD_srflow.md).
+    unchanged); a tighter bound is not (the shipped model's bound 2, see docs/MODEL_CARD_srflow.md).
 
     ``ARITHMETIC_FIELDS`` (the guards and ``heat``) do not shape the weights: ``task.model.pretrained`` may load a
     file saved with other values of them (a fine-tune under tighter guards).

@@ -14,11 +14,12 @@ and samples for a given z are unchanged until it is trained.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
-from gensr.models.srflow import SRFlowConfig, SRFlowNet
+from gensr.models.srflow import SRFlowNet
 from gensr.nn.flow import ActNorm, FlowStep, InvertibleConv1x1
 
 
@@ -35,22 +36,22 @@ def make_identity_step(step: FlowStep, template: FlowStep) -> None:
     affine = step.affine
     if affine is None or template.affine is None:
         raise ValueError("make_identity_step needs conditional (affine) flow steps")
+    if not isinstance(step.invconv, InvertibleConv1x1):
+        raise ValueError("growing an LU-parametrised flow is not supported; grow before to_lu_()")
+    s0 = 1.0 / (1.0 + math.exp(-2.0)) + affine.eps
+    if affine.min_scale > s0:
+        raise ValueError(f"min_scale {affine.min_scale} floors the identity scale {s0:.4f}")
     step.load_state_dict(template.state_dict())
     for net in (affine.fAffine, affine.fFeatures):
         last = net[-1]
         last.weight.zero_()
         last.bias.zero_()
         last.logs.zero_()
-    s0 = 1.0 / (1.0 + math.exp(-2.0)) + affine.eps
-    if affine.min_scale > s0:
-        raise ValueError(f"min_scale {affine.min_scale} floors the identity scale {s0:.4f}")
     logs = torch.full_like(step.actnorm.logs, -math.log(s0))
     logs[:, affine.channels_for_nn :] = -2.0 * math.log(s0)
     step.actnorm.bias.zero_()
     step.actnorm.logs.copy_(logs)
     step.actnorm.mark_initialized(True)
-    if not isinstance(step.invconv, InvertibleConv1x1):
-        raise ValueError("growing an LU-parametrised flow is not supported; grow before to_lu_()")
     weight = step.invconv.weight
     weight.copy_(torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device).reshape(weight.shape))
     step.invconv.invalidate_cache()
@@ -65,7 +66,7 @@ def grow_srflow(model: SRFlowNet, k_new: int) -> SRFlowNet:
     c = model.config
     if c.lu_decomposed:
         raise ValueError("growing an LU-parametrised SRFlow is not supported")
-    config = SRFlowConfig(**{**vars(c), "K": int(k_new)})
+    config = dataclasses.replace(c, K=int(k_new))
     positions = grown_positions(c.K, config.K)
     grown = SRFlowNet(config).to(next(model.parameters()).device)
     grown.RRDB.load_state_dict(model.RRDB.state_dict())
